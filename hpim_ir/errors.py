@@ -1,0 +1,42 @@
+"""User-facing errors and the guard every command-line tool runs under.
+
+`HpimError` is the one exception type that tools turn into a clean diagnostic: the message
+names what is wrong (the key, the tensor, the op) and the tool exits non-zero without a
+traceback. `run_guarded` is that rule, shared by `hpim` and `hpim-opt`.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+
+
+class HpimError(Exception):
+    """Bad input or an impossible request; `str(error)` is the whole message for the user."""
+
+    exit_code: int = 1
+
+
+def run_guarded(
+    tool: str, body: Callable[[], int], input_errors: tuple[type[BaseException], ...] = ()
+) -> int:
+    """Run a tool's body: `HpimError` and `input_errors` print as `tool: error: message`
+    (exit 1), anything else as an internal error (exit 3) without a traceback unless
+    HPIM_TRACEBACK is set."""
+    try:
+        return body()
+    except (HpimError, *input_errors) as error:
+        print(f"{tool}: error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 1)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a bug in hpim: still no traceback for the user
+        if os.environ.get("HPIM_TRACEBACK"):
+            raise
+        print(
+            f"{tool}: internal error: {type(error).__name__}: {error} "
+            "(set HPIM_TRACEBACK=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 3
