@@ -53,7 +53,6 @@ from xdsl.irdl import (
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.traits import (
-    HasParent,
     IsTerminator,
     Pure,
     RecursiveMemoryEffect,
@@ -102,9 +101,11 @@ def _lookup(op: Operation, ref: SymbolRefAttr, kind: type[Operation], what: str)
     found = SymbolTable.lookup_symbol(op, ref)
     if found is None:
         raise VerifyException(f"'{op.name}': {what} @{ref.string_value()} is not defined")
-    if not isinstance(found, kind):
+    # The expected op is the `kind` of the using op's own dialect (llm or pim).
+    expected = op.name.split(".")[0] + "." + kind.name.split(".")[1]
+    if not isinstance(found, kind) or found.name != expected:
         raise VerifyException(
-            f"'{op.name}': @{ref.string_value()} is a '{found.name}', expected '{kind.name}'"
+            f"'{op.name}': @{ref.string_value()} is a '{found.name}', expected '{expected}'"
         )
     return found
 
@@ -139,6 +140,17 @@ def _f32(value: float) -> FloatAttr:
     return FloatAttr(value, 32)
 
 
+def _split_properties(
+    cls: type[IRDLOperation], entries: dict[str, Attribute]
+) -> tuple[dict[str, Attribute], dict[str, Attribute]]:
+    """Split a parsed attribute dictionary into the op's properties and other attributes."""
+    names = cls.get_irdl_definition().properties
+    return (
+        {k: v for k, v in entries.items() if k in names},
+        {k: v for k, v in entries.items() if k not in names},
+    )
+
+
 class _TypedByRoleSyntax(IRDLOperation):
     """Custom syntax `llm.op %a, %b {props} : T[, P]` for ops whose types follow from roles.
 
@@ -170,12 +182,12 @@ class _TypedByRoleSyntax(IRDLOperation):
             parser.resolve_operand(value, by_role[role])
             for value, role in zip(unresolved, cls.TYPE_ROLES, strict=True)
         ]
-        prop_names = cls.get_irdl_definition().properties
+        properties, attributes = _split_properties(cls, attributes)
         return cls.create(
             operands=operands,
             result_types=[types[0]],
-            properties={k: v for k, v in attributes.items() if k in prop_names},
-            attributes={k: v for k, v in attributes.items() if k not in prop_names},
+            properties=properties,
+            attributes=attributes,
         )
 
     def print(self, printer: Printer) -> None:
@@ -192,8 +204,7 @@ class _TypedByRoleSyntax(IRDLOperation):
 # Module-level symbols -----------------------------------------------------------------------
 
 
-@irdl_op_definition
-class WeightOp(IRDLOperation):
+class WeightBase(IRDLOperation):
     """A named model parameter (FP16 tensor), declared at module level.
 
     `hf_name` is the tensor's name in a Hugging Face checkpoint; for a `layered` weight the
@@ -250,8 +261,7 @@ class WeightOp(IRDLOperation):
         return count
 
 
-@irdl_op_definition
-class KVCacheOp(IRDLOperation):
+class KVCacheBase(IRDLOperation):
     """The key or value cache of all layers: `tensor<layers x capacity x (kv_heads*head_dim)>`.
 
     `capacity` is the longest context the model supports (its maximum position). Where the
@@ -282,8 +292,7 @@ class KVCacheOp(IRDLOperation):
 # Weights and embeddings ---------------------------------------------------------------------
 
 
-@irdl_op_definition
-class GetWeightOp(IRDLOperation):
+class GetWeightBase(IRDLOperation):
     """The value of a weight symbol; `@w[%layer]` selects one layer of a layered weight."""
 
     name = "llm.get_weight"
@@ -304,8 +313,8 @@ class GetWeightOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
-        decl = _lookup(self, self.weight, WeightOp, "weight")
-        assert isinstance(decl, WeightOp)
+        decl = _lookup(self, self.weight, WeightBase, "weight")
+        assert isinstance(decl, WeightBase)
         layered = decl.layered is not None
         if layered and self.layer is None:
             raise VerifyException(
@@ -324,8 +333,7 @@ class GetWeightOp(IRDLOperation):
             )
 
 
-@irdl_op_definition
-class EmbeddingOp(IRDLOperation):
+class EmbeddingBase(IRDLOperation):
     """Token embedding: row `ids[s]` of `table` for every token s."""
 
     name = "llm.embedding"
@@ -352,8 +360,7 @@ class EmbeddingOp(IRDLOperation):
         _expect_dim(self, "result width", width, dim, "'table' width")
 
 
-@irdl_op_definition
-class PositionEmbeddingOp(IRDLOperation):
+class PositionEmbeddingBase(IRDLOperation):
     """Learned absolute positions (OPT): row `start + s + offset` of `table` for token s.
 
     `start` is the position of the step's first token (the context length before the step);
@@ -416,8 +423,7 @@ class _NormOp(_TypedByRoleSyntax):
             raise VerifyException(f"'{self.name}': epsilon must be positive")
 
 
-@irdl_op_definition
-class LayerNormOp(_NormOp):
+class LayerNormBase(_NormOp):
     """LayerNorm over the last dimension: `(x - mean) / sqrt(var + epsilon) * gamma + beta`."""
 
     name = "llm.layer_norm"
@@ -435,8 +441,7 @@ class LayerNormOp(_NormOp):
         )
 
 
-@irdl_op_definition
-class RMSNormOp(_NormOp):
+class RMSNormBase(_NormOp):
     """RMSNorm over the last dimension (LLaMA): `x / sqrt(mean(x^2) + epsilon) * gamma`."""
 
     name = "llm.rms_norm"
@@ -454,8 +459,7 @@ class RMSNormOp(_NormOp):
 # Linear layers ------------------------------------------------------------------------------
 
 
-@irdl_op_definition
-class LinearOp(IRDLOperation):
+class LinearBase(IRDLOperation):
     """`input @ weight^T + bias`: weight is `[out, in]` as in Hugging Face checkpoints.
 
     In decode (one token) this is a GEMV, in prefill a GEMM; `llm-annotate` records which.
@@ -499,8 +503,7 @@ class LinearOp(IRDLOperation):
 # Attention ----------------------------------------------------------------------------------
 
 
-@irdl_op_definition
-class RoPEOp(_TypedByRoleSyntax):
+class RoPEBase(_TypedByRoleSyntax):
     """Rotary position embedding (LLaMA, rotate-half form) of every head of `input`.
 
     Token s of the step is at position `start + s`; `theta` is the frequency base.
@@ -537,8 +540,7 @@ class RoPEOp(_TypedByRoleSyntax):
             raise VerifyException(f"'{self.name}': theta must be positive")
 
 
-@irdl_op_definition
-class KVAppendOp(IRDLOperation):
+class KVAppendBase(IRDLOperation):
     """Write the step's keys (or values) into `@cache[layer]` at rows `position ..` and return
     the cache rows `[0, position + S)`: the whole context, its length symbolic (`?`)."""
 
@@ -565,8 +567,8 @@ class KVAppendOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
-        decl = _lookup(self, self.cache, KVCacheOp, "cache")
-        assert isinstance(decl, KVCacheOp)
+        decl = _lookup(self, self.cache, KVCacheBase, "cache")
+        assert isinstance(decl, KVCacheBase)
         _, _, width = decl.type.get_shape()
         _, features = _tensor(self, "operand 'value'", self.value, 2).get_shape()
         _expect_dim(self, "'value' width", features, width, f"@{decl.sym_name.data}'s width")
@@ -594,8 +596,7 @@ class _AttentionOp(IRDLOperation):
         return self.num_heads.value.data // self.num_kv_heads.value.data
 
 
-@irdl_op_definition
-class AttentionScoresOp(_AttentionOp):
+class AttentionScoresBase(_AttentionOp):
     """`scale * q . K^T` per head: `[S, H*d] x [T, Hkv*d] -> [H, S, T]`.
 
     Query head h reads key head `h // (H / Hkv)` (grouped-query attention). With `causal`,
@@ -644,8 +645,7 @@ class AttentionScoresOp(_AttentionOp):
             _expect_dim(self, what, got, expected, because)
 
 
-@irdl_op_definition
-class AttentionValuesOp(_AttentionOp):
+class AttentionValuesBase(_AttentionOp):
     """`probs . V` per head: `[H, S, T] x [T, Hkv*d] -> [S, H*d]` (heads concatenated)."""
 
     name = "llm.attention_values"
@@ -694,29 +694,25 @@ class _UnaryOp(_TypedByRoleSyntax):
         _expect_same_type(self, "result", self.result.type, "'input'", self.input.type)
 
 
-@irdl_op_definition
-class SoftmaxOp(_UnaryOp):
+class SoftmaxBase(_UnaryOp):
     """Softmax over the last dimension (the keys of each head and query)."""
 
     name = "llm.softmax"
 
 
-@irdl_op_definition
-class ReluOp(_UnaryOp):
+class ReluBase(_UnaryOp):
     """`max(x, 0)` (OPT's FFN activation)."""
 
     name = "llm.relu"
 
 
-@irdl_op_definition
-class GeluOp(_UnaryOp):
+class GeluBase(_UnaryOp):
     """GELU, tanh approximation (GPT-style FFN activation)."""
 
     name = "llm.gelu"
 
 
-@irdl_op_definition
-class SiluOp(_UnaryOp):
+class SiluBase(_UnaryOp):
     """`x * sigmoid(x)` (the gate of LLaMA's SwiGLU FFN)."""
 
     name = "llm.silu"
@@ -738,15 +734,13 @@ class _BinaryOp(_TypedByRoleSyntax):
         _expect_same_type(self, "result", self.result.type, "'lhs'", self.lhs.type)
 
 
-@irdl_op_definition
-class AddOp(_BinaryOp):
+class AddBase(_BinaryOp):
     """Element-wise sum (residual connections)."""
 
     name = "llm.add"
 
 
-@irdl_op_definition
-class MulOp(_BinaryOp):
+class MulBase(_BinaryOp):
     """Element-wise product (SwiGLU: `silu(gate) * up`)."""
 
     name = "llm.mul"
@@ -755,8 +749,7 @@ class MulOp(_BinaryOp):
 # The layer loop -----------------------------------------------------------------------------
 
 
-@irdl_op_definition
-class LayersOp(IRDLOperation):
+class LayersBase(IRDLOperation):
     """Run the body `count` times, threading the hidden state: the decoder layer stack.
 
     The body's block arguments are the layer index (`index`, selects layered weights and the
@@ -779,14 +772,14 @@ class LayersOp(IRDLOperation):
         parser.parse_punctuation("(")
         init = parser.parse_unresolved_operand()
         parser.parse_punctuation(")")
-        attributes = parser.parse_optional_attr_dict()
+        properties, attributes = _split_properties(cls, parser.parse_optional_attr_dict())
         parser.parse_punctuation(":")
         typ = parser.parse_type()
         body = parser.parse_region()
         return cls.create(
             operands=[parser.resolve_operand(init, typ)],
             result_types=[typ],
-            properties={"count": _int(count)},
+            properties={"count": _int(count), **properties},
             attributes=attributes,
             regions=[body],
         )
@@ -795,7 +788,9 @@ class LayersOp(IRDLOperation):
         printer.print_string(f" {self.count.value.data} (")
         printer.print_operand(self.init)
         printer.print_string(")")
-        printer.print_op_attributes(self.attributes)
+        printer.print_op_attributes(
+            {k: v for k, v in self.properties.items() if k != "count"} | self.attributes
+        )
         printer.print_string(" : ")
         printer.print_attribute(self.init.type)
         printer.print_string(" ")
@@ -821,25 +816,66 @@ class LayersOp(IRDLOperation):
                 f"({', '.join(str(t) for t in arg_types)})"
             )
         terminator = block.last_op
-        if not isinstance(terminator, YieldOp) or [v.type for v in terminator.values] != [
-            self.init.type
-        ]:
-            raise VerifyException(f"'{self.name}': body must end in llm.yield of {self.init.type}")
+        yield_name = self.name.split(".")[0] + ".yield"
+        if terminator is None or terminator.name != yield_name or [
+            v.type for v in terminator.operands
+        ] != [self.init.type]:
+            raise VerifyException(
+                f"'{self.name}': body must end in {yield_name} of {self.init.type}"
+            )
 
 
-@irdl_op_definition
-class YieldOp(IRDLOperation):
+class YieldBase(IRDLOperation):
     """Ends the body of `llm.layers` with the next hidden state."""
 
     name = "llm.yield"
 
     values = var_operand_def()
 
-    traits = traits_def(IsTerminator(), HasParent(LayersOp), Pure())
+    traits = traits_def(IsTerminator(), Pure())
     assembly_format = "$values attr-dict `:` type($values)"
 
     def __init__(self, *values: SSAValue):
         super().__init__(operands=[values])
+
+    def verify_(self) -> None:
+        # The parent check of HasParent, by name, so that pim.yield (derived from this
+        # definition) expects pim.layers.
+        expected = self.name.split(".")[0] + ".layers"
+        parent = self.parent_op()
+        if parent is None or parent.name != expected:
+            raise VerifyException(f"'{self.name}' expects parent op '{expected}'")
+
+
+def _define(base: type[IRDLOperation]) -> type[IRDLOperation]:
+    """The registered op class of an op definition. Definitions are kept undecorated
+    (`...Base`) so the `pim` dialect can derive its placed twins from them."""
+    name = base.__name__.removesuffix("Base") + "Op"
+    return irdl_op_definition(
+        type(name, (base,), {"__module__": __name__, "__doc__": base.__doc__})
+    )
+
+
+WeightOp = _define(WeightBase)
+KVCacheOp = _define(KVCacheBase)
+GetWeightOp = _define(GetWeightBase)
+EmbeddingOp = _define(EmbeddingBase)
+PositionEmbeddingOp = _define(PositionEmbeddingBase)
+LayerNormOp = _define(LayerNormBase)
+RMSNormOp = _define(RMSNormBase)
+LinearOp = _define(LinearBase)
+RoPEOp = _define(RoPEBase)
+KVAppendOp = _define(KVAppendBase)
+AttentionScoresOp = _define(AttentionScoresBase)
+AttentionValuesOp = _define(AttentionValuesBase)
+SoftmaxOp = _define(SoftmaxBase)
+ReluOp = _define(ReluBase)
+GeluOp = _define(GeluBase)
+SiluOp = _define(SiluBase)
+AddOp = _define(AddBase)
+MulOp = _define(MulBase)
+LayersOp = _define(LayersBase)
+YieldOp = _define(YieldBase)
 
 
 LLM = Dialect(

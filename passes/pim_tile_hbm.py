@@ -1,0 +1,264 @@
+"""`pim-tile-hbm`: tile every HBM-PIM GEMV over channels, banks and DRAM rows, and place
+every weight in HBM.
+
+The GEMV mapping (the paper's §compiler step 3, made concrete where it is silent):
+
+- A channel computes a contiguous block of the output rows. Its banks work in lock-step under
+  all-bank commands: output row `o` of the channel's block goes to bank `o % banks`, so each
+  bank holds `groups = ceil(rows / banks)` output rows (a group = one output row per bank).
+- A DRAM row of a bank holds `columns * column_bytes / 2` consecutive input-dimension weights
+  of one output row (512 FP16 on HBM3). The input vector is cut into *segments* of that many
+  values; segment `s` of group `g` is one DRAM row, so a GEMV is, per segment: write the
+  segment's inputs into the global buffer (`wr_gb`), then for each group one `mac_ab` per
+  column of the row. Partial sums stay in the bank PUs; the results are read out at the end.
+- Q/K/V projections (whose results feed attention) are split *head-wise*: whole heads per
+  channel when there are at least as many heads as channels, otherwise each head over
+  `channels // heads` channels (its rows split evenly between them). The attention on the
+  SRAM side then receives each head from its own channels, which is what the pipeline
+  overlaps. Every other FC layer is split *row-wise* evenly over all channels.
+- Channel loads differ by at most one head (head-wise) or one row (row-wise): a remainder is
+  spread over the first channels, never dropped.
+
+Weights are laid out layer-major in every bank: the rows of all layered weights of layer `l`
+follow those of layer `l - 1`, so one per-layer row stride locates any layer; non-layered
+weights (embedding tables, the LM head) follow the last layer. A KV cache placed in HBM takes
+the rows after them. If the total exceeds the banks' rows the pass fails with the bytes
+needed and available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from hpim_ir.dialects import pim
+from hpim_ir.errors import HpimError
+from hpim_ir.hardware import HbmConfig, load_hardware
+
+BYTES_FP16 = 2
+
+
+def to_dict_attr(record: object, **extra: str | int) -> DictionaryAttr:
+    """A dataclass of ints and strings as a DictionaryAttr (how tiles and placements are
+    recorded in the IR)."""
+
+    def attr(value: str | int) -> Attribute:
+        return StringAttr(value) if isinstance(value, str) else IntegerAttr(value, 64)
+
+    return DictionaryAttr({k: attr(v) for k, v in {**asdict(record), **extra}.items()})
+
+
+def from_dict_attr(cls: type, attr: DictionaryAttr):
+    """The dataclass `cls` read back from a DictionaryAttr written by `to_dict_attr`."""
+    values = {}
+    for field in fields(cls):
+        entry = attr.data[field.name]
+        values[field.name] = entry.data if isinstance(entry, StringAttr) else entry.value.data
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class GemvTile:
+    """How one `out x in` GEMV is spread over HBM-PIM. Channels `[0, channels_hi)` compute
+    `rows_hi` output rows each, the next `channels_lo` channels `rows_lo` each."""
+
+    scheme: str  # "head" or "row"
+    in_features: int
+    out_features: int
+    channels_hi: int
+    rows_hi: int
+    channels_lo: int
+    rows_lo: int
+    heads_per_channel: int  # head-wise: whole heads on a channel (0 if a head spans channels)
+    channels_per_head: int  # head-wise: channels sharing one head (1 if whole heads)
+    segments: int  # input segments (DRAM rows per output group)
+    segment_cols: int  # columns per full segment (one global-buffer load)
+    last_cols: int  # columns of the last segment
+    groups: int  # output groups per bank on the busiest channel
+
+    @property
+    def channels(self) -> int:
+        return self.channels_hi + self.channels_lo
+
+    @property
+    def dram_rows(self) -> int:
+        """DRAM rows per bank per layer: every group holds every segment."""
+        return self.groups * self.segments
+
+
+def _split(total: int, parts: int) -> tuple[int, int, int, int]:
+    """`total` into `parts` near-equal parts: (count of bigger, bigger, count of smaller,
+    smaller); the smaller count is 0 when it divides evenly."""
+    small, extra = divmod(total, parts)
+    if extra == 0:
+        return parts, small, 0, 0
+    return extra, small + 1, parts - extra, small
+
+
+def gemv_tile(out: int, inp: int, hbm: HbmConfig, heads: int | None = None) -> GemvTile:
+    """The tile of an `out x in` GEMV; `heads` (Q/K/V) asks for the head-wise split."""
+    channels = hbm.total_channels
+    values_per_column = hbm.column_bytes // BYTES_FP16
+    segment_cols = min(hbm.columns, hbm.global_buffer_slots)
+    segment_values = segment_cols * values_per_column
+    segments = -(-inp // segment_values)
+    last_cols = -(-(inp - (segments - 1) * segment_values) // values_per_column)
+    if heads is not None and out % heads == 0:
+        head_dim = out // heads
+        if heads >= channels:
+            n_hi, h_hi, n_lo, h_lo = _split(heads, channels)
+            split = (n_hi, h_hi * head_dim, n_lo, h_lo * head_dim)
+            per_channel, per_head = h_hi, 1
+        else:
+            per_head = channels // heads
+            n_hi, r_hi, n_lo, r_lo = _split(head_dim, per_head)
+            split = (n_hi * heads, r_hi, n_lo * heads, r_lo)
+            per_channel = 0
+        scheme = "head"
+    else:
+        split = _split(out, min(out, channels))
+        per_channel, per_head, scheme = 0, 1, "row"
+    n_hi, rows_hi, n_lo, rows_lo = split
+    return GemvTile(
+        scheme=scheme,
+        in_features=inp,
+        out_features=out,
+        channels_hi=n_hi,
+        rows_hi=rows_hi,
+        channels_lo=n_lo,
+        rows_lo=rows_lo,
+        heads_per_channel=per_channel,
+        channels_per_head=per_head,
+        segments=segments,
+        segment_cols=segment_cols,
+        last_cols=last_cols,
+        groups=-(-rows_hi // hbm.banks_per_channel),
+    )
+
+
+def attention_heads(value: SSAValue) -> int | None:
+    """The query or key/value head count of the attention op `value` feeds (through
+    transfers, RoPE and the cache append), or None if it feeds no attention."""
+    pending, seen = [value], set()
+    while pending:
+        current = pending.pop()
+        for use in current.uses:
+            user = use.operation
+            if user in seen:
+                continue
+            seen.add(user)
+            if isinstance(user, pim.AttentionScoresOp):
+                heads = user.num_heads if use.index == 0 else user.num_kv_heads
+                return heads.value.data
+            if isinstance(user, pim.AttentionValuesOp):
+                return user.num_kv_heads.value.data
+            if isinstance(user, (pim.TransferOp, pim.RoPEOp, pim.KVAppendOp)):
+                pending.extend(user.results)
+    return None
+
+
+@dataclass(frozen=True)
+class HbmPlacement:
+    """Where a weight (or the KV cache) lives in every bank it uses: rows
+    `[row_base + layer * layer_stride, + rows)`. `layer_stride` is 0 for non-layered data."""
+
+    row_base: int
+    rows: int
+    layer_stride: int
+    channels: int
+
+
+def _weight_decls(module: ModuleOp) -> dict[str, pim.WeightOp]:
+    return {op.sym_name.data: op for op in module.ops if isinstance(op, pim.WeightOp)}
+
+
+def _vector_rows(elements: int, hbm: HbmConfig) -> int:
+    """Rows per bank for data spread evenly over every bank of the machine."""
+    return -(-elements * BYTES_FP16 // (hbm.total_banks * hbm.row_bytes))
+
+
+def _fit_error(needed_rows: int, hbm: HbmConfig, what: str) -> HpimError:
+    bank_bytes = hbm.total_banks * hbm.row_bytes
+    return HpimError(
+        f"{what} does not fit in HBM: needs {needed_rows * bank_bytes:,} bytes "
+        f"({needed_rows} rows per bank), {hbm.capacity_bytes:,} available "
+        f"({hbm.rows} rows per bank)"
+    )
+
+
+@dataclass(frozen=True)
+class PimTileHbmPass(ModulePass):
+    """Tile every `pim.linear` on `#pim.hbm` (`tile` = a `GemvTile`) and give every
+    HBM-resident weight and KV cache its `placement` (an `HbmPlacement`): see the module
+    docstring for the mapping.
+
+    Options:
+    - `hw` (default `hpim`): a hardware preset name or a TOML file.
+    - `qkv` (default `head`): `head` splits Q/K/V head-wise as the paper does; `row` splits
+      them row-wise like the other layers (balanced even when heads do not divide the
+      channels, e.g. 40 heads on 64 channels: 80 rows per channel instead of 128).
+
+    Fails (with the bytes needed and available) if the weights and an HBM-resident KV cache
+    do not fit in the banks' rows.
+    """
+
+    name = "pim-tile-hbm"
+
+    hw: str = "hpim"
+    qkv: str = "head"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.qkv not in ("head", "row"):
+            raise HpimError(f"pim-tile-hbm: qkv must be 'head' or 'row', got {self.qkv!r}")
+        hbm = load_hardware(self.hw).hbm
+        decls = _weight_decls(op)
+        tiles: dict[str, GemvTile] = {}
+        for linear in op.walk():
+            if not isinstance(linear, pim.LinearOp) or linear.place != pim.HBM:
+                continue
+            out, inp = linear.weight.type.get_shape()
+            heads = attention_heads(linear.result) if self.qkv == "head" else None
+            tile = gemv_tile(out, inp, hbm, heads)
+            linear.tile = to_dict_attr(tile)
+            weight_op = linear.weight.owner
+            assert isinstance(weight_op, Operation)
+            tiles[weight_op.weight.string_value()] = tile
+
+        layered, flat = [], []
+        for name, decl in decls.items():
+            if decl.place != pim.HBM:
+                continue
+            if name in tiles:
+                rows = tiles[name].dram_rows
+                channels = tiles[name].channels
+            else:  # vectors (biases) and lookup-only tables: spread over every bank
+                shape = decl.type.get_shape()
+                per_layer = decl.num_elements // (shape[0] if decl.layered else 1)
+                rows, channels = _vector_rows(per_layer, hbm), hbm.total_channels
+            (layered if decl.layered else flat).append((decl, rows, channels))
+
+        stride = sum(rows for _, rows, _ in layered)
+        layers = next((d.type.get_shape()[0] for d, _, _ in layered), 0)
+        base = 0
+        for decl, rows, channels in layered:
+            decl.placement = to_dict_attr(HbmPlacement(base, rows, stride, channels), on="hbm")
+            base += rows
+        base = layers * stride
+        for decl, rows, channels in flat:
+            decl.placement = to_dict_attr(HbmPlacement(base, rows, 0, channels), on="hbm")
+            base += rows
+        if base > hbm.rows:
+            raise _fit_error(base, hbm, "the model's weights")
+
+        for cache in op.ops:
+            if isinstance(cache, pim.KVCacheOp) and cache.place == pim.HBM:
+                layers_c, capacity, width = cache.type.get_shape()
+                rows = _vector_rows(capacity * width, hbm)
+                cache.placement = to_dict_attr(HbmPlacement(base, rows, rows, hbm.total_channels), on="hbm")
+                base += layers_c * rows
+                if base > hbm.rows:
+                    raise _fit_error(base, hbm, "the weights and the HBM-resident KV cache")
