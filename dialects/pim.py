@@ -190,11 +190,15 @@ class _PlacedSymbol:
         if placement is None:
             return
         on = placement.data.get("on")
-        if not isinstance(on, StringAttr) or on.data != self.place.SHORT:
+        if not isinstance(on, StringAttr):
             raise VerifyException(
-                f"'{self.name}' @{self.sym_name.data}: placement is for "
-                f"{on.data if isinstance(on, StringAttr) else 'nothing'!r} but the symbol is "
-                f"on #{self.place.name}"
+                f"'{self.name}' @{self.sym_name.data}: placement has no 'on' entry naming "
+                "its subsystem"
+            )
+        if on.data != self.place.SHORT:
+            raise VerifyException(
+                f"'{self.name}' @{self.sym_name.data}: placement is for {on.data!r} but the "
+                f"symbol is on #{self.place.name}"
             )
 
 
@@ -239,6 +243,7 @@ class TransferOp(IRDLOperation):
     destination = prop_def(PlaceAttr)
     result = result_def(TensorType)
     stage = opt_prop_def(IntegerAttr[IntegerType])
+    tiles = opt_prop_def(IntegerAttr[IntegerType])
 
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
@@ -297,18 +302,30 @@ YieldOp = irdl_op_definition(
 
 
 class _SyncOp(IRDLOperation):
+    """`tiles` > 1: the producer raises the token once per tile of the value it sends and the
+    consumer waits for each tile in turn (the fine-grained pipeline)."""
+
     token = prop_def(IntegerAttr[IntegerType])
     place = prop_def(PlaceAttr)
+    tiles = opt_prop_def(IntegerAttr[IntegerType])
 
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$token `on` $place attr-dict"
 
-    def __init__(self, token: int, place: PlaceAttr):
-        super().__init__(properties={"token": IntegerAttr(token, 64), "place": place})
+    def __init__(self, token: int, place: PlaceAttr, tiles: int = 1):
+        super().__init__(
+            properties={
+                "token": IntegerAttr(token, 64),
+                "place": place,
+                "tiles": IntegerAttr(tiles, 64),
+            }
+        )
 
     def verify_(self) -> None:
         if self.token.value.data < 0:
             raise VerifyException(f"'{self.name}': token must be non-negative")
+        if self.tiles is not None and self.tiles.value.data < 1:
+            raise VerifyException(f"'{self.name}': tiles must be at least 1")
 
 
 @irdl_op_definition

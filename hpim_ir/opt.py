@@ -18,6 +18,7 @@ from xdsl.parser import Parser
 from xdsl.transforms import get_all_passes
 from xdsl.utils.lexer import Span
 from xdsl.utils.exceptions import (
+    ArgSpecParseError,
     DiagnosticException,
     ParseError,
     PassFailedException,
@@ -119,6 +120,7 @@ class HpimOptMain(xDSLOptMain):
 
 # What a malformed input or a failing pass raises; each carries a located message.
 _INPUT_ERRORS = (
+    ArgSpecParseError,  # a malformed -p pipeline (a BaseException in xDSL)
     ParseError,
     DiagnosticException,
     PassFailedException,

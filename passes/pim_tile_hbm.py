@@ -184,7 +184,7 @@ def _vector_rows(elements: int, hbm: HbmConfig) -> int:
 def _fit_error(needed_rows: int, hbm: HbmConfig, what: str) -> HpimError:
     bank_bytes = hbm.total_banks * hbm.row_bytes
     return HpimError(
-        f"{what} does not fit in HBM: needs {needed_rows * bank_bytes:,} bytes "
+        f"{what} do not fit in HBM: needs {needed_rows * bank_bytes:,} bytes "
         f"({needed_rows} rows per bank), {hbm.capacity_bytes:,} available "
         f"({hbm.rows} rows per bank)"
     )

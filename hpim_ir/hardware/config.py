@@ -1,0 +1,187 @@
+"""The hardware description as the compiler and the simulator see it: frozen dataclasses.
+
+A `Hardware` is one machine. Its `hbm` part (`HbmConfig`) is the HBM-PIM subsystem: the
+organization of the stacks, the JEDEC timing table (`HbmTiming`, in cycles of the command
+clock) and the energy per command (`HbmEnergy`). The SRAM-PIM subsystem and the link between
+the two get their own dataclasses beside `HbmConfig` (`Hardware.sram`, `Hardware.link`).
+
+Each field's metadata is the schema the loader validates against (`hpim_ir.hardware.loader`):
+its unit, the smallest allowed value, whether the address mapping needs a power of two, and
+whether a cycle count may be given in nanoseconds instead. Instances are only ever built from
+fully validated values, so every `Hardware` is a consistent machine.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def spec(
+    doc: str,
+    unit: str,
+    *,
+    minimum: float = 1,
+    power_of_two: bool = False,
+    cycles: bool = False,
+    derived: bool = False,
+) -> Any:
+    """A dataclass field carrying its schema: `minimum` (inclusive), `power_of_two` (the
+    address mapping slices it as a bit field), `cycles` (a timing that may also be given as
+    `t<NAME>_ns`), `derived` (computed by the loader, not a TOML key)."""
+    return field(
+        metadata={
+            "doc": doc,
+            "unit": unit,
+            "minimum": minimum,
+            "power_of_two": power_of_two,
+            "cycles": cycles,
+            "derived": derived,
+        }
+    )
+
+
+def timing(doc: str) -> Any:
+    return spec(doc, "cycles", cycles=True)
+
+
+def energy(doc: str, unit: str = "pJ") -> Any:
+    return spec(doc, unit, minimum=0)
+
+
+@dataclass(frozen=True)
+class HbmTiming:
+    """JEDEC HBM3 timing plus the all-bank PIM pacing, in cycles of the command clock
+    (`tCK_ns` each). Names follow Ramulator 2.0 / AttAcc (`nCCDAB`, `nRRDS`, ...)."""
+
+    nBL: int = timing("burst length on the data bus (BL8 at 4 beats per clock: 2)")
+    nCL: int = timing("read latency: column read command to first data")
+    nCWL: int = timing("write latency: column write command to first data")
+    nRCD: int = timing("ACT to the first column command (RD, WR, MAC) of the row")
+    nRP: int = timing("PRE to the next ACT of the bank")
+    nRAS: int = timing("ACT to PRE of the same bank")
+    nRC: int = timing("ACT to ACT of the same bank")
+    nWR: int = timing("write recovery: end of write data to PRE")
+    nRTP: int = timing("column read (or MAC) to PRE; tRTP_L: all-bank reads span every bank group")
+    nCCDS: int = timing("column to column command, different bank groups")
+    nCCDL: int = timing("column to column command, same bank group")
+    nCCDAB: int = timing("MAC_AB to MAC_AB on a channel (power-constrained PIM pacing)")
+    nCCDSB: int = timing("MAC_SB to MAC_SB on a channel (same-bank PIM pacing)")
+    nRRDS: int = timing("ACT to ACT, different bank groups")
+    nRRDL: int = timing("ACT to ACT, same bank group")
+    nFAW: int = timing("window in which at most four ACTs may issue")
+    nWTRS: int = timing("end of write data to a read command, different bank groups")
+    nWTRL: int = timing("end of write data to a read command, same bank group")
+    nRTW: int = timing("read to write data-bus turnaround")
+    nREFI: int = timing("all-bank refresh interval (REFab every nREFI)")
+    nRFC: int = timing("all-bank refresh cycle time (REFab to the next ACT)")
+    tCK_ns: float = spec(
+        "command clock period: 4 / data_rate_gbps (4 data beats per clock)", "ns", derived=True
+    )
+
+
+@dataclass(frozen=True)
+class HbmEnergy:
+    """Energy per command of one channel (all of its banks for all-bank commands), plus the
+    background power of a channel. Sources and derivations are in the preset files."""
+
+    act_ab: float = energy("ACT_AB: activate one row in every bank of the channel")
+    pre_ab: float = energy("PRE_AB: precharge every bank of the channel")
+    mac_ab: float = energy("MAC_AB: every bank reads one column, its PU multiply-accumulates it")
+    wr_gb: float = energy("WR_GB: one column of input from the host into the global buffer")
+    rd_out: float = energy("RD_OUT: one column of results from the PUs to the host")
+    refresh: float = energy("REFab: one all-bank refresh of the channel")
+    background_mw: float = energy("static (background) power of one channel", "mW")
+
+
+@dataclass(frozen=True)
+class HbmConfig:
+    """The HBM-PIM subsystem: `stacks` HBM3 stacks of `channels` channels each, one
+    processing unit (PU) per bank, one global (GEMV input) buffer per channel.
+
+    A channel has `pseudo_channels x ranks x bank_groups x banks_per_group` banks; a bank has
+    `rows` rows of `columns` columns of `column_bytes` bytes; one column access (one burst) is
+    the unit a MAC_AB multiplies, `column_bytes / 2` FP16 values."""
+
+    stacks: int = spec("HBM stacks", "count")
+    channels: int = spec("channels per stack", "count", power_of_two=True)
+    pseudo_channels: int = spec("pseudo-channels per channel", "count", power_of_two=True)
+    ranks: int = spec("ranks (stack IDs, SID) per pseudo-channel", "count")
+    bank_groups: int = spec("bank groups per pseudo-channel and rank", "count", power_of_two=True)
+    banks_per_group: int = spec("banks per bank group", "count", power_of_two=True)
+    rows: int = spec("rows per bank", "count")
+    columns: int = spec("columns per row", "count", power_of_two=True)
+    column_bytes: int = spec(
+        "bytes per column access (one burst)", "bytes", minimum=2, power_of_two=True
+    )
+    pu_multipliers: int = spec("FP16 multipliers of each bank's PU", "count")
+    global_buffer_bytes: int = spec("global (GEMV input) buffer per channel", "bytes")
+    # The floor keeps tCK (4 / rate) a finite float; HBM1 already ran at 1 Gb/s.
+    data_rate_gbps: float = spec("data rate per pin", "Gb/s", minimum=0.1)
+    timing: HbmTiming = spec("timing table", "")
+    energy: HbmEnergy = spec("energy per command", "")
+
+    @property
+    def total_channels(self) -> int:
+        """Channels of the whole machine (`stacks x channels`)."""
+        return self.stacks * self.channels
+
+    @property
+    def banks_per_channel(self) -> int:
+        """Banks one all-bank command reaches."""
+        return self.pseudo_channels * self.ranks * self.bank_groups * self.banks_per_group
+
+    @property
+    def total_banks(self) -> int:
+        """Banks of the whole machine, which is also its number of PUs (one per bank)."""
+        return self.total_channels * self.banks_per_channel
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of one row of one bank (the page size)."""
+        return self.columns * self.column_bytes
+
+    @property
+    def capacity_bytes(self) -> int:
+        """Capacity of the whole machine."""
+        return self.total_banks * self.rows * self.row_bytes
+
+    @property
+    def global_buffer_slots(self) -> int:
+        """Columns of input the global buffer holds (`wr_gb` slots)."""
+        return self.global_buffer_bytes // self.column_bytes
+
+    @property
+    def tck_ns(self) -> float:
+        """Command clock period in ns."""
+        return self.timing.tCK_ns
+
+    @property
+    def peak_bandwidth_gbs(self) -> float:
+        """External bandwidth of the machine in GB/s: every pseudo-channel moves one column
+        every nBL cycles."""
+        pseudo_channels = self.total_channels * self.pseudo_channels
+        return pseudo_channels * self.column_bytes / (self.timing.nBL * self.tck_ns)
+
+    @property
+    def peak_pim_bandwidth_gbs(self) -> float:
+        """Internal bandwidth of the PUs in GB/s: every bank reads one column per MAC_AB, one
+        MAC_AB every nCCDAB cycles on every channel."""
+        return self.total_banks * self.column_bytes / (self.timing.nCCDAB * self.tck_ns)
+
+    @property
+    def peak_pim_gflops(self) -> float:
+        """Peak FP16 throughput of the PUs in GFLOP/s (a multiply-accumulate is 2 FLOPs)."""
+        return 2 * self.total_banks * self.pu_multipliers / (self.timing.nCCDAB * self.tck_ns)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One machine. `sram` and `link` are the SRAM-PIM subsystem and the link between the
+    subsystems; their dataclasses come with the SRAM-PIM issue and are `None` until then."""
+
+    name: str
+    description: str
+    hbm: HbmConfig
+    sram: None = None
+    link: None = None
+    source_path: Path | None = None

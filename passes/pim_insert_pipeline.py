@@ -1,0 +1,110 @@
+"""`pim-insert-pipeline`: materialize the schedule of `pim-schedule` as signal/wait pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import count
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.ir import Block, Operation
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from hpim_ir.dialects import pim
+from hpim_ir.errors import HpimError
+from hpim_ir.passes.pim_schedule import STAGE, overlap_allowed, stage_of
+from hpim_ir.passes.pim_tile_hbm import GemvTile, from_dict_attr
+
+GRANULARITIES = ("head", "tile")
+
+
+def _feeds_cache(transfer: pim.TransferOp) -> bool:
+    """K and V: values the consumer appends to the KV cache (possibly after RoPE)."""
+    pending = [transfer.result]
+    while pending:
+        value = pending.pop()
+        for use in value.uses:
+            if isinstance(use.operation, pim.KVAppendOp):
+                return True
+            if isinstance(use.operation, pim.RoPEOp):
+                pending.extend(use.operation.results)
+    return False
+
+
+def pipeline_tiles(transfer: pim.TransferOp, granularity: str) -> int:
+    """How many pieces the value crosses in: K and V produced by a tiled HBM GEMV are sent
+    per head (the heads a channel computes one after the other) or per tile (one output
+    group of every bank, the finest unit a bank PU completes); everything else whole."""
+    producer = transfer.input.owner
+    if not isinstance(producer, pim.LinearOp) or producer.tile is None or not _feeds_cache(transfer):
+        return 1
+    tile = from_dict_attr(GemvTile, producer.tile)
+    if granularity == "head":
+        return max(1, tile.heads_per_channel)
+    return tile.groups
+
+
+def _first_consumer(transfer: pim.TransferOp, block: Block) -> Operation:
+    """The first op of `block` that uses the transfer's result (or contains a use)."""
+    users = {use.operation for use in transfer.result.uses}
+    for op in block.ops:
+        if op in users or any(inner in users for inner in op.walk()):
+            return op
+    raise HpimError(f"transfer {transfer} has no user in its block")
+
+
+def _first_of_stage(block: Block, place: pim.PlaceAttr, stage: int, fallback: Operation) -> Operation:
+    for op in block.ops:
+        if (
+            STAGE in op.properties
+            and stage_of(op) == stage
+            and op.properties.get("place") == place
+        ):
+            return op
+    return fallback
+
+
+@dataclass(frozen=True)
+class PimInsertPipelinePass(ModulePass):
+    """Insert a `pim.signal` after every `pim.transfer` (on the producing subsystem) and a
+    `pim.wait` on the consuming subsystem, each with a fresh token, following the schedule.
+
+    With overlap (`pim.overlap`, the `hpim` policy) the wait goes right before the first op
+    that reads the value; K and V cross in `tiles` pieces so SRAM-PIM transposes and appends
+    K while HBM-PIM still generates it, and computes q.K^T while V is generated. Without
+    overlap (`serial`) the wait goes before the first op of the consumer's stage, so nothing
+    of a stage starts before all of its inputs have arrived, and everything crosses whole.
+
+    Options:
+    - `granularity` (default `tile`): `tile` sends K/V one output group of every bank at a
+      time (the finest the bank PUs allow); `head` one head at a time (only channels that
+      compute several heads get more than one piece).
+
+    Requires `pim-schedule` (the `stage` attributes) and, for tiling, `pim-tile-hbm`.
+    """
+
+    name = "pim-insert-pipeline"
+
+    granularity: str = "tile"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise HpimError(
+                f"pim-insert-pipeline: granularity must be 'head' or 'tile', got {self.granularity!r}"
+            )
+        overlap = overlap_allowed(op)
+        tokens = count()
+        for transfer in [t for t in op.walk() if isinstance(t, pim.TransferOp)]:
+            if STAGE not in transfer.properties:
+                raise HpimError("pim-insert-pipeline needs the stages of pim-schedule")
+            block = transfer.parent_block()
+            assert block is not None
+            tiles = pipeline_tiles(transfer, self.granularity) if overlap else 1
+            token = next(tokens)
+            Rewriter.insert_op(pim.SignalOp(token, transfer.source, tiles), InsertPoint.after(transfer))
+            consumer = _first_consumer(transfer, block)
+            if not overlap:
+                consumer = _first_of_stage(block, transfer.destination, stage_of(transfer), consumer)
+            Rewriter.insert_op(pim.WaitOp(token, transfer.destination, tiles), InsertPoint.before(consumer))
+            transfer.properties["tiles"] = IntegerAttr(tiles, 64)

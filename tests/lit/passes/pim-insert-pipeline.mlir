@@ -1,0 +1,37 @@
+// RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=TILE
+// RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-schedule,pim-insert-pipeline{granularity=head}' | filecheck %s --check-prefix=HEAD
+// RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim{policy=serial},pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=SERIAL
+
+// hpim, tile granularity: K and V cross in 2 pieces (OPT-30B's K/V GEMVs hold 2 output groups
+// per bank), and SRAM-PIM waits for each value right before its first use: it appends K
+// before V is even waited for, so q.K^T and softmax overlap V's generation.
+// TILE-LABEL: pim.layers 48
+// TILE: %[[KT:.*]] = pim.transfer %{{.*}} from #pim.hbm to #pim.sram {stage = 2 : i64, tiles = 2 : i64}
+// TILE-NEXT: pim.signal [[TK:[0-9]+]] : i64 on #pim.hbm {tiles = 2 : i64}
+// TILE-NEXT: pim.wait [[TK]] : i64 on #pim.sram {tiles = 2 : i64}
+// TILE-NEXT: pim.kv_append %[[KT]]
+// TILE: pim.attention_scores
+// TILE: pim.softmax
+// TILE: pim.linear
+// TILE: pim.transfer {{.*}}tiles = 2 : i64
+// TILE: pim.wait {{[0-9]+}} : i64 on #pim.sram {tiles = 2 : i64}
+// TILE-NEXT: pim.kv_append
+// TILE: pim.attention_values
+
+// head granularity: OPT-30B computes one head per channel, so K and V cross whole.
+// HEAD-LABEL: pim.layers 48
+// HEAD-NOT: tiles = 2
+// HEAD: pim.yield
+
+// serial: the attention stage starts only when Q, K and V have all arrived: the wait for V
+// comes before the first op of the stage (the K append), and nothing crosses in pieces.
+// SERIAL-LABEL: pim.layers 48
+// SERIAL: pim.signal [[TK:[0-9]+]] : i64 on #pim.hbm
+// SERIAL-NEXT: pim.wait [[TK]] : i64 on #pim.sram
+// SERIAL-NEXT: pim.wait [[TQ:[0-9]+]] : i64 on #pim.sram
+// SERIAL-NEXT: pim.wait [[TV:[0-9]+]] : i64 on #pim.sram
+// SERIAL-NEXT: pim.kv_append
+// SERIAL: pim.signal [[TQ]] : i64 on #pim.hbm
+// SERIAL: pim.signal [[TV]] : i64 on #pim.hbm
+// SERIAL-NOT: tiles = 2
+// SERIAL: pim.yield
