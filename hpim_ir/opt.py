@@ -28,12 +28,7 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 
 from hpim_ir import __version__
 from hpim_ir.errors import run_guarded
-from hpim_ir.universe import (
-    UPSTREAM_DIALECTS,
-    UPSTREAM_PASSES,
-    hpim_dialects,
-    hpim_passes,
-)
+from hpim_ir.universe import UPSTREAM_DIALECTS, UPSTREAM_PASSES, all_dialects, all_passes
 
 
 class LocatingParser(Parser):
@@ -73,7 +68,8 @@ def verify_located(module: ModuleOp, starts: dict[Operation, Span]) -> None:
 
 
 class HpimOptMain(xDSLOptMain):
-    """`xdsl-opt` restricted to the dialects and passes that make sense on hpim's IR."""
+    """`xdsl-opt` restricted to the dialects and passes that make sense on hpim's IR, plus
+    those users register (`hpim_ir.universe`)."""
 
     version_format = f"hpim-opt {__version__} (xdsl {{xdsl_version}})"
 
@@ -86,14 +82,14 @@ class HpimOptMain(xDSLOptMain):
         upstream = get_all_dialects()
         for name in UPSTREAM_DIALECTS:
             self.ctx.register_dialect(name, upstream[name])
-        for name, factory in hpim_dialects().items():
+        for name, factory in all_dialects().items():
             self.ctx.register_dialect(name, factory)
 
     def register_all_passes(self):
         upstream = get_all_passes()
         for name in UPSTREAM_PASSES:
             self.register_pass(name, upstream[name])
-        for name, factory in hpim_passes().items():
+        for name, factory in all_passes().items():
             self.register_pass(name, factory)
 
     def register_all_frontends(self):

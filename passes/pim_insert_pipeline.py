@@ -16,7 +16,7 @@ from hpim_ir.errors import HpimError
 from hpim_ir.passes.pim_schedule import STAGE, overlap_allowed, stage_of
 from hpim_ir.passes.pim_tile_hbm import GemvTile, from_dict_attr
 
-GRANULARITIES = ("head", "tile")
+GRANULARITIES = ("head", "tile", "none")
 
 
 def _feeds_cache(transfer: pim.TransferOp) -> bool:
@@ -42,7 +42,9 @@ def pipeline_tiles(transfer: pim.TransferOp, granularity: str) -> int:
     tile = from_dict_attr(GemvTile, producer.tile)
     if granularity == "head":
         return max(1, tile.heads_per_channel)
-    return tile.groups
+    if granularity == "tile":
+        return tile.groups
+    return 1
 
 
 def _first_consumer(transfer: pim.TransferOp, block: Block) -> Operation:
@@ -79,7 +81,8 @@ class PimInsertPipelinePass(ModulePass):
     Options:
     - `granularity` (default `tile`): `tile` sends K/V one output group of every bank at a
       time (the finest the bank PUs allow); `head` one head at a time (only channels that
-      compute several heads get more than one piece).
+      compute several heads get more than one piece); `none` sends everything whole (the
+      subsystems still overlap where the schedule lets them).
 
     Requires `pim-schedule` (the `stage` attributes) and, for tiling, `pim-tile-hbm`.
     """
@@ -91,7 +94,8 @@ class PimInsertPipelinePass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.granularity not in GRANULARITIES:
             raise HpimError(
-                f"pim-insert-pipeline: granularity must be 'head' or 'tile', got {self.granularity!r}"
+                "pim-insert-pipeline: granularity must be one of "
+                f"{', '.join(GRANULARITIES)}, got {self.granularity!r}"
             )
         overlap = overlap_allowed(op)
         tokens = count()

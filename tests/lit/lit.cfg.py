@@ -20,7 +20,7 @@ config.test_source_root = os.path.dirname(__file__)
 # installed beside the Python that runs the suite.
 bin_dir = os.path.dirname(sys.executable)
 config.environment["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-for name in ("HOME", "TMPDIR", "HPIM_CACHE_DIR"):
+for name in ("HOME", "TMPDIR", "PYTHONPATH", "HPIM_CACHE_DIR"):
     if name in os.environ:
         config.environment[name] = os.environ[name]
 config.substitutions.append(("%python", sys.executable))

@@ -1,0 +1,97 @@
+"""HBM-PIM side of `convert-pim-to-isa`: `pim` ops placed on `#pim.hbm` as `hbm_isa`
+macro-instructions.
+
+A module of helpers (not a pass): `convert-pim-to-isa` walks the program and calls these for
+the HBM stream, and the SRAM-side helpers for the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.ir import Operation
+
+from hpim_ir.dialects import hbm_isa, pim
+from hpim_ir.hardware import HbmConfig
+from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, GemvTile, HbmPlacement, from_dict_attr
+
+
+def _bursts(values: int, hbm: HbmConfig) -> int:
+    """32 B bursts to carry `values` FP16 numbers."""
+    return -(-values * BYTES_FP16 // hbm.column_bytes)
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Channels `[lo, hi)` of a GEMV tile, each computing `rows` output rows."""
+
+    lo: int
+    hi: int
+    rows: int
+
+
+def channel_groups(tile: GemvTile) -> list[ChannelGroup]:
+    groups = [ChannelGroup(0, tile.channels_hi, tile.rows_hi)]
+    if tile.channels_lo:
+        groups.append(ChannelGroup(tile.channels_hi, tile.channels, tile.rows_lo))
+    return groups
+
+
+def split_groups(groups: int, pieces: int) -> list[tuple[int, int]]:
+    """`groups` output groups in `pieces` near-equal consecutive pieces: (first, count)."""
+    pieces = min(pieces, groups)
+    base, extra = divmod(groups, pieces)
+    spans, first = [], 0
+    for piece in range(pieces):
+        count = base + (1 if piece < extra else 0)
+        spans.append((first, count))
+        first += count
+    return spans
+
+
+def lower_gemv(
+    linear: pim.LinearOp, placement: HbmPlacement, hbm: HbmConfig, pieces: int, token: int | None
+) -> list[Operation]:
+    """A tiled GEMV: per piece of output groups, per input segment, fill the global buffer and
+    stream the piece's DRAM rows through the bank PUs; then read the piece's results out and,
+    if a consumer waits per piece, raise `token`.
+
+    Row `row_base + segment * groups + group` of a bank holds `segment` of its `group`-th
+    output row (segment-major), so a piece's rows for one segment are consecutive and one
+    `gemv` macro covers them. Biases are preloaded into the PU accumulators with the inputs
+    (no extra commands). Rows are those of layer 0; the stream's `row_stride` moves them on
+    per layer.
+    """
+    tile = from_dict_attr(GemvTile, linear.tile)
+    banks = hbm.banks_per_channel
+    ops: list[Operation] = []
+    spans = split_groups(tile.groups, pieces)
+    for first, count in spans:
+        for group in channel_groups(tile):
+            group_count = -(-group.rows // banks)
+            if first >= group_count:
+                continue
+            count_here = min(count, group_count - first)
+            for segment in range(tile.segments):
+                cols = tile.segment_cols if segment < tile.segments - 1 else tile.last_cols
+                ops.append(hbm_isa.LoadGbOp(ch_lo=group.lo, ch_hi=group.hi, cols=cols))
+                ops.append(
+                    hbm_isa.GemvOp(
+                        ch_lo=group.lo,
+                        ch_hi=group.hi,
+                        row=placement.row_base + segment * tile.groups + first,
+                        rows=count_here,
+                        cols=cols,
+                    )
+                )
+            outputs = min(count_here * banks, group.rows - first * banks)
+            ops.append(hbm_isa.ReadoutOp(ch_lo=group.lo, ch_hi=group.hi, n=_bursts(outputs, hbm)))
+        if token is not None and len(spans) > 1:
+            ops.append(hbm_isa.SignalOp(tok=token))
+    return ops
+
+
+def lower_lookup(values: int, hbm: HbmConfig) -> list[Operation]:
+    """An embedding lookup: the token's row (`values` FP16) read out of the channel holding
+    it, in 32 B bursts."""
+    return [hbm_isa.ReadoutOp(ch_lo=0, ch_hi=1, n=_bursts(values, hbm))]

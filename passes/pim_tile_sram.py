@@ -1,0 +1,173 @@
+"""`pim-tile-sram`: distribute the SRAM-PIM work over the cores.
+
+Attention is distributed by heads, in the paper's three cases (§compiler step 3):
+
+- `heads == cores`: one query head per core;
+- `heads > cores`: each core takes a contiguous block of `ceil(heads / cores)` heads and runs
+  them one after the other (*phases*); contiguous blocks keep the query heads of one
+  grouped-query group on one core, so they share its K/V;
+- `cores > heads`: a head is split over `cores // heads` cores, each taking a slice of the
+  context (keys and values); the softmax then needs the global max and sum of each head, which
+  the cores of a head combine with an all-gather over the NoC.
+
+Vector work (norms, activations, residual adds, RoPE) is split element-wise over all cores.
+A KV cache resident in SRAM-PIM lives with the heads: each core holds the K/V rows of the heads
+it serves, and its size at the longest context the program must support is checked against
+the SRAM capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+from xdsl.passes import ModulePass
+
+from hpim_ir.dialects import pim
+from hpim_ir.errors import HpimError
+from hpim_ir.hardware import Hardware, load_hardware
+from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, to_dict_attr
+
+_ATTENTION = (pim.AttentionScoresOp, pim.AttentionValuesOp, pim.SoftmaxOp, pim.KVAppendOp)
+
+
+@dataclass(frozen=True)
+class AttentionTile:
+    """How the heads of one attention are spread over the cores."""
+
+    case: str  # "one-per-core", "phases" or "split"
+    cores: int  # cores in use
+    heads: int
+    kv_heads: int
+    heads_per_core: int  # query heads a core runs, one after the other (the phases)
+    kv_heads_per_core: int  # key/value heads a core holds
+    cores_per_head: int  # cores sharing one head's context (> 1 only in the split case)
+
+
+def attention_tile(heads: int, kv_heads: int, cores: int) -> AttentionTile:
+    group = heads // kv_heads
+    if heads >= cores:
+        per_core = -(-heads // cores)
+        return AttentionTile(
+            case="one-per-core" if heads == cores else "phases",
+            cores=-(-heads // per_core),
+            heads=heads,
+            kv_heads=kv_heads,
+            heads_per_core=per_core,
+            kv_heads_per_core=-(-per_core // group),
+            cores_per_head=1,
+        )
+    per_head = cores // heads
+    return AttentionTile(
+        case="split",
+        cores=per_head * heads,
+        heads=heads,
+        kv_heads=kv_heads,
+        heads_per_core=1,
+        kv_heads_per_core=1,
+        cores_per_head=per_head,
+    )
+
+
+@dataclass(frozen=True)
+class VectorTile:
+    """Element-wise work split evenly over the cores."""
+
+    case: str
+    cores: int
+
+
+@dataclass(frozen=True)
+class SramPlacement:
+    """A KV cache resident in SRAM-PIM: `bytes_per_core` at `max_context` tokens."""
+
+    cores: int
+    max_context: int
+    bytes_per_core: int
+
+
+def _cores(hw: Hardware) -> int:
+    if hw.sram is None:
+        raise HpimError(f"hardware {hw.name!r} has no [sram] section: it has no SRAM-PIM cores")
+    return hw.sram.cores
+
+
+def _heads(op: pim.KVAppendOp) -> tuple[int, int]:
+    """Head counts of the attention a cache append feeds."""
+    for use in op.result.uses:
+        user = use.operation
+        if isinstance(user, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
+            return user.num_heads.value.data, user.num_kv_heads.value.data
+    raise HpimError(f"'{op.name}' feeds no attention op")
+
+
+@dataclass(frozen=True)
+class PimTileSramPass(ModulePass):
+    """Record a `tile` on every op placed on `#pim.sram`: an `AttentionTile` on the attention
+    ops (scores, softmax, values, the cache append), a `VectorTile` on the rest; and a
+    `placement` on every SRAM-resident KV cache (see the module docstring).
+
+    Options:
+    - `hw` (default `hpim`): a hardware preset name or a TOML file (needs an `[sram]` part).
+    - `max-context` (default: the model's maximum positions): the longest context the program
+      must hold; an SRAM-resident KV cache must fit it, or the pass fails with the bytes
+      needed and available per core.
+    """
+
+    name = "pim-tile-sram"
+
+    hw: str = "hpim"
+    max_context: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        hw = load_hardware(self.hw)
+        cores = _cores(hw)
+        tiles: dict[str, AttentionTile] = {}
+        for inner in op.walk():
+            if inner.properties.get("place") != pim.SRAM or not pim.is_placed(inner):
+                continue
+            if isinstance(inner, pim.GetWeightOp):
+                continue
+            if isinstance(inner, _ATTENTION):
+                heads = (
+                    _heads(inner)
+                    if isinstance(inner, pim.KVAppendOp)
+                    else _attention_heads(inner)
+                )
+                tile = attention_tile(*heads, cores)
+                inner.tile = to_dict_attr(tile)
+                if isinstance(inner, pim.KVAppendOp):
+                    tiles[inner.cache.string_value()] = tile
+            else:
+                inner.tile = to_dict_attr(VectorTile("vector", cores))
+        for cache in op.ops:
+            if isinstance(cache, pim.KVCacheOp) and cache.place == pim.SRAM:
+                self._place_cache(cache, tiles, hw)
+
+    def _place_cache(self, cache: pim.KVCacheOp, tiles: dict[str, AttentionTile], hw: Hardware) -> None:
+        layers, capacity, width = cache.type.get_shape()
+        context = self.max_context or capacity
+        if context > capacity:
+            raise HpimError(
+                f"max-context {context} exceeds @{cache.sym_name.data}'s {capacity} positions"
+            )
+        tile = tiles.get(cache.sym_name.data)
+        cores = tile.cores if tile else _cores(hw)
+        # Each core holds its heads' rows; a split head holds a slice of the context.
+        per_core = -(-layers * context * width * BYTES_FP16 // cores)
+        available = hw.sram.kv_capacity_bytes_per_core
+        if per_core > available:
+            raise HpimError(
+                f"KV cache @{cache.sym_name.data} does not fit in SRAM-PIM at context "
+                f"{context}: needs {per_core:,} bytes per core on {cores} cores, "
+                f"{available:,} available per core (place it in HBM: kv-cache=hbm)"
+            )
+        cache.placement = to_dict_attr(SramPlacement(cores, context, per_core), on="sram")
+
+
+def _attention_heads(op) -> tuple[int, int]:
+    if isinstance(op, pim.SoftmaxOp):
+        producer = op.input.owner
+        return producer.num_heads.value.data, producer.num_kv_heads.value.data
+    return op.num_heads.value.data, op.num_kv_heads.value.data
