@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO
 
-from xdsl.dialects import get_all_dialects
+from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
 from xdsl.parser import Parser
@@ -27,8 +27,8 @@ from xdsl.utils.exceptions import (
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from hpim_ir import __version__
-from hpim_ir.errors import run_guarded
-from hpim_ir.universe import UPSTREAM_DIALECTS, UPSTREAM_PASSES, all_dialects, all_passes
+from hpim_ir.errors import HpimError, run_guarded
+from hpim_ir.universe import UPSTREAM_PASSES, all_passes, register_dialects
 
 
 class LocatingParser(Parser):
@@ -67,6 +67,18 @@ def verify_located(module: ModuleOp, starts: dict[Operation, Span]) -> None:
             raise VerifyException(f"{op.name}: {message}") from None
 
 
+def parse_module_text(text: str, name: str) -> ModuleOp:
+    """The verified module in `text` (a file named `name`), with hpim's dialects; a parse or
+    verifier error raises HpimError carrying `file:line:col`."""
+    parser = LocatingParser(register_dialects(Context()), text, name)
+    try:
+        module = parser.parse_module()
+        verify_located(module, parser.starts)
+    except (ParseError, VerifyException) as error:
+        raise HpimError(str(error)) from None
+    return module
+
+
 class HpimOptMain(xDSLOptMain):
     """`xdsl-opt` restricted to the dialects and passes that make sense on hpim's IR, plus
     those users register (`hpim_ir.universe`)."""
@@ -79,11 +91,7 @@ class HpimOptMain(xDSLOptMain):
         super().__init__(description="hpim modular optimizer driver", args=args)
 
     def register_all_dialects(self):
-        upstream = get_all_dialects()
-        for name in UPSTREAM_DIALECTS:
-            self.ctx.register_dialect(name, upstream[name])
-        for name, factory in all_dialects().items():
-            self.ctx.register_dialect(name, factory)
+        register_dialects(self.ctx)
 
     def register_all_passes(self):
         upstream = get_all_passes()

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from importlib import import_module
 from importlib.metadata import entry_points
 
+from xdsl.context import Context
+from xdsl.dialects import get_all_dialects
 from xdsl.ir import Dialect
 from xdsl.passes import ModulePass
 from xdsl.universe import Universe
@@ -105,6 +107,17 @@ def _merged(kind: str) -> dict:
 def all_dialects() -> dict[str, Callable[[], Dialect]]:
     """Every dialect `hpim-opt` offers: hpim's, registered ones and extensions'."""
     return _merged("all_dialects")
+
+
+def register_dialects(ctx: Context) -> Context:
+    """Register in `ctx` the upstream dialects hpim's IR uses and every hpim dialect
+    (`all_dialects`); returns `ctx`."""
+    upstream = get_all_dialects()
+    for name in UPSTREAM_DIALECTS:
+        ctx.register_dialect(name, upstream[name])
+    for name, factory in all_dialects().items():
+        ctx.register_dialect(name, factory)
+    return ctx
 
 
 def all_passes() -> dict[str, Callable[[], type[ModulePass]]]:

@@ -51,7 +51,7 @@ RECORD_DTYPE = np.dtype(
         ("ch_lo", np.int32),
         ("ch_hi", np.int32),
         ("row", np.int32),  # -1 where the instruction has no row
-        ("col", np.int32),  # column / buffer slot; for gemv and load_gb: columns per row
+        ("col", np.int32),  # column / buffer slot; gemv and load_gb: columns; -1 if none
         ("n", np.int32),  # gemv: rows; readout: bursts; signal/wait: token; else 1
         ("line", np.int32),  # source line (1-based) for messages; 0 if none
     ]

@@ -1,0 +1,313 @@
+"""The `hbm_isa` dialect: the HBM-PIM controller's instruction stream.
+
+An `hbm_isa.stream` holds one stream in program order. Its instructions come at two levels
+(docs/dialects/hbm_isa.md has the rationale):
+
+- raw commands, one DRAM-PIM command on one channel each (`wr_gb`, `mac_ab`, `act_ab`,
+  `pre_ab`, `rd_out`, `barrier`), for micro-benchmarks and timing tests;
+- macro-instructions (`gemv`, `load_gb`, `readout`), one op for a whole tile on a channel
+  range `ch A to B` (half-open, as `scf.for`), which is what compiled programs use: a model
+  never becomes one op per DRAM command.
+
+`signal` / `wait` synchronize with the SRAM-PIM stream through integer tokens. Every field is
+an i64 property, not an SSA value: these are instruction fields fixed at compile time, and the
+property names are the field names of the `.hpimasm` assembly (`hpim_ir.asm.syntax` maps both
+onto the simulator's record columns). Verifiers check what needs no hardware (values
+non-negative, counts positive, channel ranges non-empty); bounds such as `row < rows of the
+machine` are checked against the hardware description when the program is simulated.
+
+The exact semantics of each instruction, a macro given as the raw sequence it stands for, are
+on `HbmOp` in `hpim_ir.sim.hbm.program`. `program_from_ops` and `ops_from_program` convert a
+stream to and from the `HbmProgram` record array that the simulator consumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Self
+
+import numpy as np
+from xdsl.dialects.builtin import I64, IntegerAttr, i64
+from xdsl.ir import Block, Dialect, Operation, Region
+from xdsl.irdl import (
+    IRDLOperation,
+    irdl_op_definition,
+    opt_prop_def,
+    prop_def,
+    region_def,
+    traits_def,
+)
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import HasParent, NoTerminator
+from xdsl.utils.exceptions import VerifyException
+
+from hpim_ir.asm.syntax import (
+    HBM_BY_MNEMONIC,
+    Channels,
+    ChannelForm,
+    InstructionSyntax,
+    fields_of_record,
+    instruction_problem,
+    record_of_fields,
+)
+from hpim_ir.errors import HpimError
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram
+
+
+# --- the stream ------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class StreamOp(IRDLOperation):
+    """`hbm_isa.stream { ... }`: one HBM-PIM instruction stream; its block holds only
+    `hbm_isa` instructions, in the order the controller issues them."""
+
+    name = "hbm_isa.stream"
+    body = region_def("single_block")
+    traits = traits_def(NoTerminator())
+
+    def __init__(self, instructions: Sequence[Operation] = (), attributes=None):
+        super().__init__(regions=[Region(Block(instructions))], attributes=attributes)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> Self:
+        # Custom rather than declarative: `{ }` parses as a region without blocks, and an
+        # empty stream still has its one (empty) block, as `builtin.module` does.
+        attributes = parser.parse_optional_attr_dict_with_keyword()
+        body = parser.parse_region()
+        if not body.blocks:
+            body.add_block(Block())
+        return cls.create(regions=[body], attributes=attributes.data if attributes else {})
+
+    def print(self, printer: Printer) -> None:
+        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_empty_block=False)
+
+    def verify_(self) -> None:
+        for op in self.body.block.ops:
+            if not isinstance(op, HbmInstructionOp):
+                raise VerifyException(f"'{self.name}': '{op.name}' is not an hbm_isa instruction")
+
+
+class HbmInstructionOp(IRDLOperation):
+    """An instruction of an `hbm_isa.stream`: op `hbm_isa.X` is assembly instruction `hbm.X`.
+
+    A channel is the property `ch` (raw commands; optional on `barrier`), a channel range the
+    properties `ch_lo`, `ch_hi` (macro-instructions); the other properties are the fields of
+    the instruction's `InstructionSyntax`. Constructed with those properties as integers,
+    e.g. `GemvOp(ch_lo=0, ch_hi=16, row=0, rows=4, cols=32)`.
+    """
+
+    traits = traits_def(HasParent(StreamOp))
+
+    def __init__(self, **fields: int):
+        super().__init__(properties={name: IntegerAttr(v, i64) for name, v in fields.items()})
+
+    @classmethod
+    def syntax(cls) -> InstructionSyntax:
+        return HBM_BY_MNEMONIC["hbm." + cls.name.removeprefix("hbm_isa.")]
+
+    def channels(self) -> Channels:
+        """The half-open channel range, or None (no channel, or every channel)."""
+        if self.syntax().channel is ChannelForm.RANGE:
+            return (self._value("ch_lo"), self._value("ch_hi"))
+        if "ch" not in self.properties:
+            return None
+        return (self._value("ch"), self._value("ch") + 1)
+
+    def values(self) -> dict[str, int]:
+        """The fields after the channel, by name."""
+        return {field.name: self._value(field.name) for field in self.syntax().fields}
+
+    def record(self) -> tuple:
+        """This instruction as an `HbmProgram` record (line 0: the IR has no source line)."""
+        return record_of_fields(self.syntax(), self.channels(), self.values())
+
+    @classmethod
+    def from_fields(cls, channels: Channels, values: dict[str, int]) -> Self:
+        """The op with these channels and fields (the inverse of `channels` / `values`)."""
+        if channels is None:
+            return cls(**values)
+        if cls.syntax().channel is ChannelForm.RANGE:
+            return cls(ch_lo=channels[0], ch_hi=channels[1], **values)
+        return cls(ch=channels[0], **values)
+
+    def verify_(self) -> None:
+        problem = instruction_problem(self.syntax(), self.channels(), self.values(), "{} to {}")
+        if problem:
+            raise VerifyException(f"'{self.name}': {problem}")
+
+    def _value(self, name: str) -> int:
+        attr = self.properties[name]
+        assert isinstance(attr, IntegerAttr)
+        return attr.value.data
+
+
+# --- raw commands ----------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class WrGbOp(HbmInstructionOp):
+    """`hbm_isa.wr_gb ch C col K`: write 32 B of the input vector into slot K of channel C's
+    global buffer."""
+
+    name = "hbm_isa.wr_gb"
+    ch = prop_def(IntegerAttr[I64])
+    col = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch `col` $col attr-dict"
+
+
+@irdl_op_definition
+class MacAbOp(HbmInstructionOp):
+    """`hbm_isa.mac_ab ch C row R col K`: every bank of channel C multiplies column K of row R
+    with global-buffer slot K and accumulates. The controller opens row R first if it is not
+    open."""
+
+    name = "hbm_isa.mac_ab"
+    ch = prop_def(IntegerAttr[I64])
+    row = prop_def(IntegerAttr[I64])
+    col = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch `row` $row `col` $col attr-dict"
+
+
+@irdl_op_definition
+class ActAbOp(HbmInstructionOp):
+    """`hbm_isa.act_ab ch C row R`: activate row R in all banks of channel C."""
+
+    name = "hbm_isa.act_ab"
+    ch = prop_def(IntegerAttr[I64])
+    row = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch `row` $row attr-dict"
+
+
+@irdl_op_definition
+class PreAbOp(HbmInstructionOp):
+    """`hbm_isa.pre_ab ch C`: precharge all banks of channel C."""
+
+    name = "hbm_isa.pre_ab"
+    ch = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch attr-dict"
+
+
+@irdl_op_definition
+class RdOutOp(HbmInstructionOp):
+    """`hbm_isa.rd_out ch C`: read 32 B of accumulated results out of channel C's bank PUs."""
+
+    name = "hbm_isa.rd_out"
+    ch = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch attr-dict"
+
+
+@irdl_op_definition
+class BarrierOp(HbmInstructionOp):
+    """`hbm_isa.barrier [ch C]`: later commands of channel C (without `ch`: of every channel)
+    wait until the earlier ones have completed."""
+
+    name = "hbm_isa.barrier"
+    ch = opt_prop_def(IntegerAttr[I64])
+    assembly_format = "(`ch` $ch^)? attr-dict"
+
+
+# --- sync ------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class SignalOp(HbmInstructionOp):
+    """`hbm_isa.signal tok T`: raise token T once every earlier command has completed."""
+
+    name = "hbm_isa.signal"
+    tok = prop_def(IntegerAttr[I64])
+    assembly_format = "`tok` $tok attr-dict"
+
+
+@irdl_op_definition
+class WaitOp(HbmInstructionOp):
+    """`hbm_isa.wait tok T`: later commands wait until token T is raised by the other stream."""
+
+    name = "hbm_isa.wait"
+    tok = prop_def(IntegerAttr[I64])
+    assembly_format = "`tok` $tok attr-dict"
+
+
+# --- macro-instructions ----------------------------------------------------------------------
+
+
+@irdl_op_definition
+class GemvOp(HbmInstructionOp):
+    """`hbm_isa.gemv ch A to B row R rows N cols K`: on each channel of [A, B), a GEMV tile
+    streamed over N rows from row R and K columns of all banks: `mac_ab row r col k` for r in
+    R..R+N-1, k in 0..K-1."""
+
+    name = "hbm_isa.gemv"
+    ch_lo = prop_def(IntegerAttr[I64])
+    ch_hi = prop_def(IntegerAttr[I64])
+    row = prop_def(IntegerAttr[I64])
+    rows = prop_def(IntegerAttr[I64])
+    cols = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch_lo `to` $ch_hi `row` $row `rows` $rows `cols` $cols attr-dict"
+
+
+@irdl_op_definition
+class LoadGbOp(HbmInstructionOp):
+    """`hbm_isa.load_gb ch A to B cols K`: fill global-buffer slots 0..K-1 of each channel of
+    [A, B) with the input vector (`wr_gb col k` for k in 0..K-1)."""
+
+    name = "hbm_isa.load_gb"
+    ch_lo = prop_def(IntegerAttr[I64])
+    ch_hi = prop_def(IntegerAttr[I64])
+    cols = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch_lo `to` $ch_hi `cols` $cols attr-dict"
+
+
+@irdl_op_definition
+class ReadoutOp(HbmInstructionOp):
+    """`hbm_isa.readout ch A to B n N`: read N x 32 B of results out of each channel of [A, B)
+    (N x `rd_out`)."""
+
+    name = "hbm_isa.readout"
+    ch_lo = prop_def(IntegerAttr[I64])
+    ch_hi = prop_def(IntegerAttr[I64])
+    n = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch_lo `to` $ch_hi `n` $n attr-dict"
+
+
+INSTRUCTION_OPS: dict[HbmOp, type[HbmInstructionOp]] = {
+    op.syntax().op: op
+    for op in (
+        WrGbOp,
+        MacAbOp,
+        ActAbOp,
+        PreAbOp,
+        RdOutOp,
+        BarrierOp,
+        SignalOp,
+        WaitOp,
+        GemvOp,
+        LoadGbOp,
+        ReadoutOp,
+    )
+}
+
+
+def program_from_ops(stream: StreamOp) -> HbmProgram:
+    """The record array of `stream`, for the simulator. HpimError if the stream is invalid."""
+    try:
+        stream.verify()
+    except VerifyException as error:
+        raise HpimError(str(error)) from None
+    records = [op.record() for op in stream.body.block.ops]
+    return HbmProgram(np.array(records, dtype=RECORD_DTYPE))
+
+
+def ops_from_program(program: HbmProgram) -> StreamOp:
+    """The stream of `program`'s records; HpimError names a record that is no instruction."""
+    ops = []
+    for index, record in enumerate(program.records.tolist()):
+        syntax, channels, values = fields_of_record(record, index)
+        ops.append(INSTRUCTION_OPS[syntax.op].from_fields(channels, values))
+    return StreamOp(ops)
+
+
+HbmIsa = Dialect("hbm_isa", [StreamOp, *INSTRUCTION_OPS.values()], [])

@@ -1,0 +1,283 @@
+"""Reading `.hpimasm` text into an `HbmProgram`: a vectorized fast path over the lark reference.
+
+The lark grammar (`hpimasm.lark`) defines the language; `read_asm_reference` parses a whole
+text with it and is the reference. `read_asm` gets the same records faster: one compiled regex
+splits every line into a mnemonic and up to four `name=value` fields (`re.findall`, in C), a
+dictionary maps each line's signature (mnemonic, field names, range or not) onto its
+instruction, and numpy turns the digit strings into record columns and checks every value at
+once. A line the fast path does not take (an unknown signature, a value out of range, anything
+the regex does not match) goes on its own to the lark parser, which reads it or raises the
+error; so every message comes from one place and names the file, line and column.
+tests/test_asm.py proves that both paths give identical records and identical errors.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hpim_ir.asm.syntax import (
+    HBM_BY_MNEMONIC,
+    HBM_INSTRUCTIONS,
+    MAX_VALUE,
+    ChannelForm,
+    InstructionSyntax,
+    range_problem,
+    record_of_fields,
+    value_problem,
+)
+from hpim_ir.errors import HpimError
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmProgram
+
+if TYPE_CHECKING:
+    from lark import Lark, Tree, UnexpectedInput
+
+
+def read_asm(text: str, filename: str = "<input>") -> HbmProgram:
+    """The HBM-PIM program written in `text`; `filename` only appears in error messages.
+
+    Raises HpimError (file:line:column, what was found, what was expected) on bad input.
+    """
+    records, rejected = _fast_records(text)
+    if len(rejected):
+        lines = text.split("\n")
+        taken = [
+            record
+            for number in rejected.tolist()
+            for record in _lark_records(lines[number - 1] + "\n", filename, first_line=number)
+        ]
+        records = np.concatenate([records, np.array(taken, dtype=RECORD_DTYPE)])
+        records = records[np.argsort(records["line"], kind="stable")]
+    return HbmProgram(records)
+
+
+def read_asm_reference(text: str, filename: str = "<input>") -> HbmProgram:
+    """`read_asm` by the lark parser alone: the reference the fast path is tested against."""
+    if not text.endswith("\n"):
+        text += "\n"
+    return HbmProgram(np.array(_lark_records(text, filename), dtype=RECORD_DTYPE))
+
+
+# --- the fast path -------------------------------------------------------------------------
+
+# A recognized line: an optional mnemonic with a first field that may be a range `A:B` and
+# three more fields, then blanks and a comment. Values have at most 10 digits, so int64 cannot
+# overflow; longer ones go to the lark path, which reports them. The last alternative takes any
+# other line, so `findall` yields exactly one match per line and match i is line i + 1.
+_NUMBER = r"([0-9]{1,10})"
+_LINE = re.compile(
+    r"^[ \t]*(?:([a-z]+\.[a-z_]+)"
+    rf"(?:[ \t]+([a-z]+)={_NUMBER}(?::{_NUMBER})?)?"
+    + rf"(?:[ \t]+([a-z]+)={_NUMBER})?" * 3
+    + r")?[ \t]*(?:#[^\n]*)?\r?$"
+    r"|^([^\n]*)$",
+    re.MULTILINE,
+)
+_MNEMONIC_GROUP, _OTHER_GROUP = 0, 10
+_NAME_GROUPS = (1, 4, 6, 8)  # the names of the four fields
+_VALUE_GROUPS = (2, 3, 5, 7, 9)  # value positions: first field, its range end, three fields
+_FIELD_VALUE = (0, 2, 3, 4)  # the value position of each of the four fields
+_COLUMNS = ("ch_lo", "ch_hi", "row", "col", "n")
+# The largest value at each position; a range's end is one past its last channel.
+_MAXIMUM = np.array([MAX_VALUE, MAX_VALUE + 1, MAX_VALUE, MAX_VALUE, MAX_VALUE])
+
+
+class _SignatureIndex(dict):
+    """Line signature -> row of the `_FastTable`; a signature no instruction has -> -1."""
+
+    def __missing__(self, key: tuple) -> int:
+        return -1
+
+
+@dataclass(frozen=True)
+class _FastTable:
+    """How each line signature fills a record, one row per signature (row 0: blank line).
+
+    A line's signature is (mnemonic, four field names, has a range end, other text). Record
+    column c of a line with signature s is `values[source[s, c]] + offset[s, c]` (a single
+    channel C is the range [C, C + 1)), or `const[s, c]` where `source` is -1. Its value at
+    position p must be at least `minimum[s, p]`; `check_range[s]`: the channel range must not
+    be empty.
+    """
+
+    index: _SignatureIndex
+    opcode: np.ndarray
+    source: np.ndarray
+    offset: np.ndarray
+    const: np.ndarray
+    minimum: np.ndarray
+    check_range: np.ndarray
+
+
+_CHANNEL_SPELLINGS = {  # (has a channel field, has a range end) for each channel form
+    ChannelForm.NONE: ((False, False),),
+    ChannelForm.ONE: ((True, False),),
+    ChannelForm.OPTIONAL: ((False, False), (True, False)),
+    ChannelForm.RANGE: ((True, False), (True, True)),
+}
+
+
+def _fast_table() -> _FastTable:
+    spellings: list[tuple[InstructionSyntax, bool, bool]] = [
+        (syntax, has_channel, has_end)
+        for syntax in HBM_INSTRUCTIONS.values()
+        for has_channel, has_end in _CHANNEL_SPELLINGS[syntax.channel]
+    ]
+    rows = len(spellings) + 1
+    index = _SignatureIndex({("",) * 5 + (False, False): 0})
+    opcode = np.zeros(rows, dtype=np.uint8)
+    source = np.full((rows, len(_COLUMNS)), -1, dtype=np.int64)
+    offset = np.zeros_like(source)
+    const = np.zeros_like(source)
+    minimum = np.zeros((rows, len(_VALUE_GROUPS)), dtype=np.int64)
+    check_range = np.zeros(rows, dtype=bool)
+    for s, (syntax, has_channel, has_end) in enumerate(spellings, start=1):
+        names = ["ch"] * has_channel + [field.name for field in syntax.fields]
+        index[(syntax.mnemonic, *names, *[""] * (4 - len(names)), has_end, False)] = s
+        opcode[s] = syntax.op
+        const[s] = record_of_fields(syntax, None, {f.name: 0 for f in syntax.fields})[1:6]
+        if has_channel:
+            source[s, :2] = (0, 1) if has_end else (0, 0)
+            offset[s, 1] = 0 if has_end else 1
+            check_range[s] = has_end
+        for field, position in zip(syntax.fields, _FIELD_VALUE[has_channel:]):
+            source[s, _COLUMNS.index(field.column)] = position
+            minimum[s, position] = field.minimum
+    return _FastTable(index, opcode, source, offset, const, minimum, check_range)
+
+
+_TABLE = _fast_table()
+
+
+def _fast_records(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """Records of the lines the fast path takes, and the numbers of the other non-blank lines."""
+    matches = _LINE.findall(text)
+    count = len(matches)
+    assert count == text.count("\n") + 1, "the line regex must match every line exactly once"
+    groups = list(zip(*matches))
+    keys = zip(
+        groups[_MNEMONIC_GROUP],
+        *(groups[g] for g in _NAME_GROUPS),
+        map(bool, groups[_VALUE_GROUPS[1]]),
+        map(bool, groups[_OTHER_GROUP]),
+    )
+    signature = np.fromiter(map(_TABLE.index.__getitem__, keys), np.int64, count)
+    # Every value prefixed with "0", so that a missing one reads as 0, and parsed by numpy in C.
+    values = np.stack(
+        [np.fromstring("0" + " 0".join(groups[g]), np.int64, count, " ") for g in _VALUE_GROUPS]
+    )
+    known = np.maximum(signature, 0)
+    lines = np.arange(count)
+    records = np.empty(count, dtype=RECORD_DTYPE)
+    records["op"] = _TABLE.opcode[known]
+    for c, column in enumerate(_COLUMNS):
+        source = _TABLE.source[known, c]
+        picked = values[np.maximum(source, 0), lines] + _TABLE.offset[known, c]
+        records[column] = np.where(source >= 0, picked, _TABLE.const[known, c])
+    records["line"] = lines + 1
+    rejected = (
+        (signature < 0)
+        | (values > _MAXIMUM[:, None]).any(axis=0)
+        | (values < _TABLE.minimum[known].T).any(axis=0)
+        | (_TABLE.check_range[known] & (records["ch_hi"] <= records["ch_lo"]))
+    )
+    return records[(signature > 0) & ~rejected], np.flatnonzero(rejected) + 1
+
+
+# --- the lark path -------------------------------------------------------------------------
+
+
+@cache
+def _parser() -> "Lark":
+    from lark import Lark
+
+    grammar = files("hpim_ir.asm").joinpath("hpimasm.lark").read_text()
+    return Lark(grammar, parser="lalr")
+
+
+def _lark_records(text: str, filename: str, first_line: int = 1) -> list[tuple]:
+    """Records of `text` (newline-terminated) whose first line is line `first_line` of the file."""
+    from lark import UnexpectedInput
+
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, text, filename, first_line) from None
+    return [_record(instruction, text, filename, first_line) for instruction in tree.children]
+
+
+def _record(instruction: "Tree", text: str, filename: str, first_line: int) -> tuple:
+    """The record of one parsed instruction, its values checked as the fast path checks them."""
+    mnemonic, *fields = instruction.children
+    syntax = HBM_BY_MNEMONIC[mnemonic]
+    minimum = {field.name: field.minimum for field in syntax.fields}
+    channels = None
+    values: dict[str, int] = {}
+    for field in fields:
+        first, *end = [int(token) for token in field.children]
+        if field.data in ("ch", "channels"):
+            channels = (first, end[0] if end else first + 1)
+            problem = range_problem(*channels) if end else value_problem("ch", first)
+        else:
+            values[field.data] = first
+            problem = value_problem(field.data, first, minimum[field.data])
+        if problem:
+            token = field.children[0]
+            raise _located(problem, text, filename, first_line, token.line, token.column)
+    return record_of_fields(syntax, channels, values, line=first_line + mnemonic.line - 1)
+
+
+def _located(
+    message: str, text: str, filename: str, first_line: int, line: int, column: int
+) -> HpimError:
+    """`file:line:column: message`, then the source line and a caret under the column."""
+    source = text.split("\n")[line - 1].removesuffix("\r")
+    caret = "".join(c if c == "\t" else " " for c in source[: column - 1]) + "^"
+    return HpimError(
+        f"{filename}:{first_line + line - 1}:{column}: {message}\n    {source}\n    {caret}"
+    )
+
+
+def _syntax_error(error: "UnexpectedInput", text: str, filename: str, first_line: int) -> HpimError:
+    """The lark error as: what was found at the line and column, and what was expected."""
+    source = text.split("\n")[error.line - 1].removesuffix("\r")
+    start = len(source) - len(source.lstrip(" \t"))
+    mnemonic = _WORD.match(source, start).group()
+    at = error.column - 1
+    if start <= at < start + len(mnemonic):
+        message, at = f"unknown instruction {mnemonic!r}", start
+    else:
+        at = len(source) - len(source[at:].lstrip(" \t"))
+        found = _WORD.match(source, at).group()
+        # The parser state knows which tokens it accepts here; LALR's lookahead sets (`expected`)
+        # may also hold tokens that only a sibling rule accepts.
+        parser_state = getattr(error, "interactive_parser", None)
+        expected = parser_state.accepts() if parser_state else getattr(error, "expected", ())
+        message = f"unexpected {repr(found) if found else 'end of line'}"
+        if expected:
+            message += "; expected " + _one_of(sorted({_describe(name) for name in expected}))
+    return _located(message, text, filename, first_line, error.line, at + 1)
+
+
+_WORD = re.compile(r"[^ \t#]*")  # a word ends at a blank or where a comment starts
+
+_TERMINAL_NAMES = {
+    "INT": "a non-negative integer",
+    "_WS": "a space",
+    "_NL": "end of line",
+    "$END": "end of file",
+}
+
+
+def _describe(terminal: str) -> str:
+    """A terminal as a reader knows it: `'col='` for a literal, words for the others."""
+    if terminal in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[terminal]
+    return repr(_parser().get_terminal(terminal).pattern.value)
+
+
+def _one_of(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]

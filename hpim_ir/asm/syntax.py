@@ -1,0 +1,171 @@
+"""The fields of each HBM-PIM instruction and how they fill an `HbmProgram` record.
+
+One table, `HBM_INSTRUCTIONS`, says for every `HbmOp` how it is written (`hbm.gemv ch=A:B
+row=R rows=N cols=K`), which record column each field fills, and the smallest value each field
+takes. The assembly reader (fast path and lark path), the writer and the `hbm_isa` dialect all
+work from it, so the three cannot disagree on a field; the dialect's property names are the
+field names. This module imports no xDSL and no lark: `hpim run-isa` loads it on every run.
+"""
+
+from dataclasses import dataclass
+from enum import Enum
+
+from hpim_ir.errors import HpimError
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp
+
+MAX_VALUE = 2**31 - 2
+"""The largest value of any field (and channel number). Records hold int32, and a channel C
+is stored as the range [C, C + 1), whose end must fit too; a range `A:B` may end at
+`MAX_VALUE + 1`."""
+
+NO_CHANNEL = (-1, -1)
+"""The channel columns of `signal` / `wait`, which belong to no channel."""
+ALL_CHANNELS = (0, -1)
+"""The channel columns of `hbm.barrier` without `ch=`: every channel of the machine."""
+
+UNSET = {"row": -1, "col": -1, "n": 1}
+"""What a record column holds when the instruction has no field for it (program.py)."""
+
+
+class ChannelForm(Enum):
+    """How an instruction names its channels."""
+
+    NONE = "none"
+    """No channel (`signal`, `wait`)."""
+    ONE = "one"
+    """Exactly one channel, `ch=C` (raw commands)."""
+    OPTIONAL = "optional"
+    """One channel, or every channel when `ch=` is left out (`barrier`)."""
+    RANGE = "range"
+    """A half-open channel range `ch=A:B`, or one channel `ch=C` (macro-instructions)."""
+
+
+@dataclass(frozen=True)
+class Field:
+    """A `name=value` field after the channel: where its value goes and its smallest value."""
+
+    name: str
+    column: str
+    minimum: int
+
+
+ROW = Field("row", "row", 0)
+COL = Field("col", "col", 0)
+ROWS = Field("rows", "n", 1)
+COLS = Field("cols", "col", 1)
+BURSTS = Field("n", "n", 1)
+TOKEN = Field("tok", "n", 0)
+
+
+@dataclass(frozen=True)
+class InstructionSyntax:
+    """One instruction kind: its mnemonic, channel form and fields in the order written."""
+
+    op: HbmOp
+    mnemonic: str
+    channel: ChannelForm
+    fields: tuple[Field, ...]
+
+
+HBM_INSTRUCTIONS: dict[HbmOp, InstructionSyntax] = {
+    syntax.op: syntax
+    for syntax in (
+        InstructionSyntax(HbmOp.WR_GB, "hbm.wr_gb", ChannelForm.ONE, (COL,)),
+        InstructionSyntax(HbmOp.MAC_AB, "hbm.mac_ab", ChannelForm.ONE, (ROW, COL)),
+        InstructionSyntax(HbmOp.ACT_AB, "hbm.act_ab", ChannelForm.ONE, (ROW,)),
+        InstructionSyntax(HbmOp.PRE_AB, "hbm.pre_ab", ChannelForm.ONE, ()),
+        InstructionSyntax(HbmOp.RD_OUT, "hbm.rd_out", ChannelForm.ONE, ()),
+        InstructionSyntax(HbmOp.BARRIER, "hbm.barrier", ChannelForm.OPTIONAL, ()),
+        InstructionSyntax(HbmOp.SIGNAL, "hbm.signal", ChannelForm.NONE, (TOKEN,)),
+        InstructionSyntax(HbmOp.WAIT, "hbm.wait", ChannelForm.NONE, (TOKEN,)),
+        InstructionSyntax(HbmOp.GEMV, "hbm.gemv", ChannelForm.RANGE, (ROW, ROWS, COLS)),
+        InstructionSyntax(HbmOp.LOAD_GB, "hbm.load_gb", ChannelForm.RANGE, (COLS,)),
+        InstructionSyntax(HbmOp.READOUT, "hbm.readout", ChannelForm.RANGE, (BURSTS,)),
+    )
+}
+
+HBM_BY_MNEMONIC: dict[str, InstructionSyntax] = {s.mnemonic: s for s in HBM_INSTRUCTIONS.values()}
+
+Channels = tuple[int, int] | None
+"""A half-open channel range [lo, hi), or None for no channel / every channel."""
+
+
+def value_problem(name: str, value: int, minimum: int = 0) -> str | None:
+    """Why `value` cannot be field `name`, or None if it can."""
+    if value < minimum:
+        return f"{name} must be {'non-negative' if minimum == 0 else f'at least {minimum}'}, got {value}"
+    if value > MAX_VALUE:
+        return f"{name} must be at most {MAX_VALUE}, got {value}"
+    return None
+
+
+def range_problem(lo: int, hi: int, spelling: str = "{}:{}") -> str | None:
+    """Why [lo, hi) is not a channel range, or None; `spelling` writes the range in messages."""
+    if problem := value_problem("ch", lo):
+        return problem
+    if hi <= lo:
+        return f"channel range {spelling.format(lo, hi)} is empty"
+    if hi > MAX_VALUE + 1:
+        return f"channel range {spelling.format(lo, hi)} must end at most at {MAX_VALUE + 1}"
+    return None
+
+
+def instruction_problem(
+    syntax: InstructionSyntax, channels: Channels, values: dict[str, int], spelling: str = "{}:{}"
+) -> str | None:
+    """The first reason these fields do not make an instruction, or None if they do."""
+    if channels is not None:
+        problem = (
+            range_problem(*channels, spelling)
+            if syntax.channel is ChannelForm.RANGE
+            else value_problem("ch", channels[0])
+        )
+        if problem:
+            return problem
+    for field in syntax.fields:
+        problem = value_problem(field.name, values[field.name], field.minimum)
+        if problem:
+            return problem
+    return None
+
+
+def record_of_fields(
+    syntax: InstructionSyntax, channels: Channels, values: dict[str, int], line: int = 0
+) -> tuple[int, int, int, int, int, int, int]:
+    """The record (op, ch_lo, ch_hi, row, col, n, line) of one instruction given its fields."""
+    columns = dict(UNSET)
+    for field in syntax.fields:
+        columns[field.column] = values[field.name]
+    if channels is None:
+        channels = NO_CHANNEL if syntax.channel is ChannelForm.NONE else ALL_CHANNELS
+    return (syntax.op, *channels, columns["row"], columns["col"], columns["n"], line)
+
+
+def fields_of_record(record: tuple, index: int) -> tuple[InstructionSyntax, Channels, dict[str, int]]:
+    """The inverse of `record_of_fields`: an instruction's syntax, channels and field values.
+
+    `record` is record number `index` of a program, as a tuple (`records.tolist()` gives
+    them). Raises HpimError naming the record when it is not a valid instruction: an unknown
+    op, a raw command not on exactly one channel, or a value out of range. Columns the
+    instruction has no field for are not read.
+    """
+    try:
+        syntax = HBM_INSTRUCTIONS[HbmOp(record[0])]
+    except ValueError:
+        raise HpimError(f"record {index}: unknown instruction kind {record[0]}") from None
+    lo, hi = record[1], record[2]
+    channels: Channels = (lo, hi)
+    if syntax.channel is ChannelForm.NONE or (
+        syntax.channel is ChannelForm.OPTIONAL and channels == ALL_CHANNELS
+    ):
+        channels = None
+    elif syntax.channel is not ChannelForm.RANGE and hi != lo + 1:
+        raise HpimError(f"record {index} ({syntax.mnemonic}): takes one channel, not {lo}:{hi}")
+    values = {field.name: record[_COLUMN_INDEX[field.column]] for field in syntax.fields}
+    problem = instruction_problem(syntax, channels, values)
+    if problem:
+        raise HpimError(f"record {index} ({syntax.mnemonic}): {problem}")
+    return syntax, channels, values
+
+
+_COLUMN_INDEX = {name: i for i, name in enumerate(RECORD_DTYPE.names)}

@@ -1,0 +1,98 @@
+// RUN: hpim-opt %s --split-input-file --verify-diagnostics | filecheck %s
+
+// Every verifier message of the hbm_isa dialect: each names the op, the field and the bad value.
+// Bounds that need the hardware (row < rows of the machine, ...) are checked when simulating.
+
+hbm_isa.stream {
+  hbm_isa.wr_gb ch -1 col 5
+}
+// CHECK: 'hbm_isa.wr_gb': ch must be non-negative, got -1
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.mac_ab ch 3 row -2 col 5
+}
+// CHECK: 'hbm_isa.mac_ab': row must be non-negative, got -2
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.act_ab ch 3 row 2147483647
+}
+// CHECK: 'hbm_isa.act_ab': row must be at most 2147483646, got 2147483647
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.barrier ch 4294967296
+}
+// CHECK: 'hbm_isa.barrier': ch must be at most 2147483646, got 4294967296
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.signal tok -1
+}
+// CHECK: 'hbm_isa.signal': tok must be non-negative, got -1
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.gemv ch 4 to 4 row 0 rows 1 cols 1
+}
+// CHECK: 'hbm_isa.gemv': channel range 4 to 4 is empty
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.load_gb ch -1 to 4 cols 1
+}
+// CHECK: 'hbm_isa.load_gb': ch must be non-negative, got -1
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.readout ch 0 to 2147483648 n 1
+}
+// CHECK: 'hbm_isa.readout': channel range 0 to 2147483648 must end at most at 2147483647
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.gemv ch 0 to 16 row 0 rows 0 cols 32
+}
+// CHECK: 'hbm_isa.gemv': rows must be at least 1, got 0
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.gemv ch 0 to 16 row 0 rows 4 cols 0
+}
+// CHECK: 'hbm_isa.gemv': cols must be at least 1, got 0
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.readout ch 0 to 16 n 0
+}
+// CHECK: 'hbm_isa.readout': n must be at least 1, got 0
+
+// -----
+
+hbm_isa.stream {
+  %c = arith.constant 0 : i64
+}
+// CHECK: 'hbm_isa.stream': 'arith.constant' is not an hbm_isa instruction
+
+// -----
+
+hbm_isa.wr_gb ch 0 col 0
+// CHECK: 'hbm_isa.wr_gb' expects parent op 'hbm_isa.stream'
+
+// -----
+
+hbm_isa.stream {
+  "hbm_isa.wr_gb"() <{ch = 1 : i64}> : () -> ()
+}
+// CHECK: property 'col' expected in operation 'hbm_isa.wr_gb'

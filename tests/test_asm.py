@@ -1,0 +1,319 @@
+"""The `.hpimasm` assembly and the hbm_isa bridge.
+
+- The fast reader and the lark reference give the records the generator meant, record for
+  record, on random programs of every line kind with comments and odd spacing, and the fast
+  path takes every line itself; random corruptions give both the same outcome (the same
+  records or the same HpimError message), and corruptions that are always wrong raise.
+- Errors name the file, line and column.
+- write_asm / read_asm, ops_from_program / program_from_ops and the dialect's custom syntax
+  round-trip random programs exactly.
+"""
+
+import io
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from xdsl.context import Context
+from xdsl.dialects.builtin import Builtin, ModuleOp
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+
+from hpim_ir.asm import (
+    asm_to_module,
+    module_to_asm,
+    read_asm,
+    read_asm_reference,
+    write_asm,
+)
+from hpim_ir.asm.reader import _fast_records
+from hpim_ir.asm.syntax import HBM_INSTRUCTIONS, MAX_VALUE, ChannelForm
+from hpim_ir.dialects import hbm_isa
+from hpim_ir.errors import HpimError
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram
+
+# --- generators ----------------------------------------------------------------------------
+
+blanks = st.text(" \t", max_size=3)
+separators = st.text(" \t", min_size=1, max_size=3)
+comments = st.one_of(st.just(""), st.builds("#{}".format, st.text(st.characters(exclude_characters="\n\r"), max_size=12)))
+values = st.one_of(st.integers(0, 40), st.integers(0, MAX_VALUE))
+
+
+@st.composite
+def instruction(draw) -> tuple[str, tuple]:
+    """One instruction written with random spacing, and the record it means (line 0)."""
+    syntax = draw(st.sampled_from(list(HBM_INSTRUCTIONS.values())))
+    words = [syntax.mnemonic]
+    lo, hi = (-1, -1) if syntax.channel is ChannelForm.NONE else (0, -1)
+    has_channel = syntax.channel is not ChannelForm.NONE and (
+        syntax.channel is not ChannelForm.OPTIONAL or draw(st.booleans())
+    )
+    if has_channel:
+        lo = draw(values)
+        hi = lo + 1
+        if syntax.channel is ChannelForm.RANGE and draw(st.booleans()):
+            hi = draw(st.integers(lo + 1, MAX_VALUE + 1))
+            words.append(f"ch={_padded(draw, lo)}:{_padded(draw, hi)}")
+        else:
+            words.append(f"ch={_padded(draw, lo)}")
+    columns = {"row": -1, "col": -1, "n": 1}
+    for field in syntax.fields:
+        value = draw(values.filter(lambda v, m=field.minimum: v >= m))
+        columns[field.column] = value
+        words.append(f"{field.name}={_padded(draw, value)}")
+    text = "".join(w + draw(separators) for w in words[:-1]) + words[-1]
+    return text, (syntax.op, lo, hi, columns["row"], columns["col"], columns["n"], 0)
+
+
+def _padded(draw, value: int) -> str:
+    """The value, sometimes with leading zeros (they stay within the fast path's 10 digits)."""
+    digits = str(value)
+    return "0" * draw(st.integers(0, max(0, min(2, 10 - len(digits))))) + digits
+
+
+@st.composite
+def programs(draw) -> tuple[str, np.ndarray]:
+    """A random program text (instructions, blank and comment lines, LF or CRLF, with or
+    without a final newline) and its records."""
+    lines, records = [], []
+    for number in range(1, draw(st.integers(0, 25)) + 1):
+        kind = draw(st.sampled_from(["instruction"] * 4 + ["blank", "comment"]))
+        if kind == "instruction":
+            text, record = draw(instruction())
+            lines.append(draw(blanks) + text + draw(blanks) + draw(comments))
+            records.append(record[:-1] + (number,))
+        else:
+            lines.append(draw(blanks) + (draw(comments) if kind == "comment" else ""))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    text = newline.join(lines) + (newline if draw(st.booleans()) else "")
+    return text, np.array(records, dtype=RECORD_DTYPE)
+
+
+def outcome(read, text: str):
+    try:
+        return read(text, "prog.hpimasm").records.tolist()
+    except HpimError as error:
+        return str(error)
+
+
+# --- fast path == lark path ----------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(programs())
+def test_fast_and_reference_readers_give_the_generated_records(case) -> None:
+    text, expected = case
+    fast = read_asm(text, "prog.hpimasm").records
+    reference = read_asm_reference(text, "prog.hpimasm").records
+    assert fast.tolist() == expected.tolist()
+    assert reference.tolist() == expected.tolist()
+    # The fast path read every line itself: nothing went to lark.
+    assert len(_fast_records(text)[1]) == 0
+
+
+# Edits of an instruction (the part before any comment) that always make it wrong, each with
+# the message it must give.
+ALWAYS_WRONG = [
+    (r"^(\s*)hbm\.", r"\1hbm.nope_", "unknown instruction"),
+    (r"=\d+", "=-1", "unexpected '-1"),
+    (r"=\d+", "=x", "unexpected 'x"),
+    (r"=\d+", f"={MAX_VALUE + 1}", f"must be at most {MAX_VALUE}"),
+    (r"=\d+", "=123456789012", f"must be at most {MAX_VALUE}"),
+    (r"\s+\w+=\d+(:\d+)?", "", "unexpected"),
+    (r"(\w+=\d+)", r"\1 \1", "unexpected"),
+    (r"$", " extra", "unexpected 'extra'"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(programs(), st.data())
+def test_corruptions_give_the_same_outcome_on_both_paths(case, data) -> None:
+    text, records = case
+    lines = text.split("\n")
+    number = data.draw(st.integers(1, len(lines)))
+    line = lines[number - 1]
+    if data.draw(st.booleans()):
+        # A random character anywhere: the result may even be valid; both paths must agree.
+        at = data.draw(st.integers(0, len(line)))
+        line = line[:at] + data.draw(st.sampled_from(list(" \t=:#x-0.9\r"))) + line[at:]
+        lines[number - 1] = line
+        corrupted = "\n".join(lines)
+        assert outcome(read_asm, corrupted) == outcome(read_asm_reference, corrupted)
+        return
+    if int(number) not in set(records["line"].tolist()):
+        return
+    pattern, replacement, message = data.draw(st.sampled_from(ALWAYS_WRONG))
+    code, *_ = [r for r in records.tolist() if r[6] == number][0]
+    if pattern.startswith(r"\s+\w+") and code == HbmOp.BARRIER:
+        return  # `hbm.barrier ch=C` without its channel is still a barrier
+    code, hash_sign, comment = line.removesuffix("\r").partition("#")
+    code, count = re.subn(pattern, replacement, code, count=1)
+    if not count:
+        return  # e.g. a barrier without fields has no `=value` to corrupt
+    lines[number - 1] = code + hash_sign + comment
+    corrupted = "\n".join(lines)
+    fast, reference = outcome(read_asm, corrupted), outcome(read_asm_reference, corrupted)
+    assert fast == reference
+    assert isinstance(fast, str) and fast.startswith(f"prog.hpimasm:{number}:"), fast
+    assert message in fast
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "message"),
+    [
+        ("hbm.wr_gb ch=1 row=2", 16, "unexpected 'row=2'; expected 'col='"),
+        ("hbm.pre_ab ch=1 col=3", 17, "unexpected 'col=3'; expected end of line"),
+        ("hbm.wr_gb ch=1:2 col=2", 15, "unexpected ':2'; expected a space"),
+        ("  hbm.wr_gbx ch=1 col=2", 3, "unknown instruction 'hbm.wr_gbx'"),
+        ("sram.load core=1", 1, "unknown instruction 'sram.load'"),
+        ("hbm.pre_ab", 11, "unexpected end of line; expected a space"),
+        ("hbm.barrier\tch=x", 16, "unexpected 'x'; expected a non-negative integer"),
+        ("hbm.gemv ch=3:3 row=0 rows=1 cols=1", 13, "channel range 3:3 is empty"),
+        ("hbm.gemv ch=3 row=0 rows=0 cols=1", 26, "rows must be at least 1, got 0"),
+        ("hbm.readout ch=0:2 n=0", 22, "n must be at least 1, got 0"),
+        ("hbm.load_gb ch=0 cols=0 # x", 23, "cols must be at least 1, got 0"),
+    ],
+)
+def test_errors_name_line_column_found_and_expected(line: str, column: int, message: str) -> None:
+    text = "# header\n\nhbm.barrier\n" + line + "\nhbm.barrier\n"
+    for read in (read_asm, read_asm_reference):
+        with pytest.raises(HpimError) as error:
+            read(text, "k.hpimasm")
+        first, source, caret = str(error.value).split("\n")
+        assert first == f"k.hpimasm:4:{column}: {message}"
+        assert source.strip() == line.strip() and len(caret.rstrip()) - 4 == column
+
+
+def test_the_first_bad_line_is_reported() -> None:
+    text = "hbm.barrier\nhbm.pre_ab ch=x\nhbm.pre_ab ch=y\n"
+    with pytest.raises(HpimError, match=r"^f:2:15: unexpected 'x'"):
+        read_asm(text, "f")
+
+
+def test_empty_and_comment_only_texts_are_empty_programs() -> None:
+    for text in ("", "\n", "# nothing\n   \n\t# more"):
+        assert len(read_asm(text)) == 0 and len(read_asm_reference(text)) == 0
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(programs())
+def test_write_then_read_gives_the_records_back(case) -> None:
+    text, records = case
+    written = write_asm(read_asm(text))
+    again = read_asm(written).records
+    assert again[["op", "ch_lo", "ch_hi", "row", "col", "n"]].tolist() == records[
+        ["op", "ch_lo", "ch_hi", "row", "col", "n"]
+    ].tolist()
+    assert write_asm(HbmProgram(again)) == written  # canonical text is a fixed point
+
+
+def test_canonical_spelling() -> None:
+    text = "  hbm.gemv\tch=02:3  row=1 rows=2 cols=3 # tile\nhbm.readout ch=0:16 n=4\nhbm.barrier ch=5\n"
+    assert write_asm(read_asm(text)) == (
+        "hbm.gemv ch=2 row=1 rows=2 cols=3\nhbm.readout ch=0:16 n=4\nhbm.barrier ch=5\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ((42, 0, 1, -1, -1, 1, 0), "record 1: unknown instruction kind 42"),
+        ((HbmOp.WR_GB, 0, 4, -1, 3, 1, 0), "record 1 (hbm.wr_gb): takes one channel, not 0:4"),
+        ((HbmOp.GEMV, 0, 4, 0, 3, 0, 0), "record 1 (hbm.gemv): rows must be at least 1, got 0"),
+        ((HbmOp.MAC_AB, 1, 2, -1, 3, 1, 0), "record 1 (hbm.mac_ab): row must be non-negative, got -1"),
+        ((HbmOp.LOAD_GB, 5, 5, -1, 3, 1, 0), "record 1 (hbm.load_gb): channel range 5:5 is empty"),
+    ],
+)
+def test_writing_and_bridging_bad_records_name_the_record(row: tuple, message: str) -> None:
+    program = HbmProgram.from_rows([(HbmOp.BARRIER, 0, -1, -1, -1, 1, 0), row])
+    for convert in (write_asm, hbm_isa.ops_from_program):
+        with pytest.raises(HpimError) as error:
+            convert(program)
+        assert str(error.value) == message
+
+
+# --- the dialect bridge --------------------------------------------------------------------
+
+
+def test_ops_give_the_records_of_their_semantics() -> None:
+    # Hand-written: (op, ch_lo, ch_hi, row, col, n, line) per program.py's layout.
+    stream = hbm_isa.StreamOp(
+        [
+            hbm_isa.WrGbOp(ch=3, col=5),
+            hbm_isa.MacAbOp(ch=3, row=12, col=5),
+            hbm_isa.ActAbOp(ch=0, row=7),
+            hbm_isa.PreAbOp(ch=0),
+            hbm_isa.RdOutOp(ch=1),
+            hbm_isa.BarrierOp(),
+            hbm_isa.BarrierOp(ch=2),
+            hbm_isa.SignalOp(tok=4),
+            hbm_isa.WaitOp(tok=0),
+            hbm_isa.GemvOp(ch_lo=0, ch_hi=16, row=2, rows=4, cols=32),
+            hbm_isa.LoadGbOp(ch_lo=4, ch_hi=8, cols=32),
+            hbm_isa.ReadoutOp(ch_lo=15, ch_hi=16, n=8),
+        ]
+    )
+    assert hbm_isa.program_from_ops(stream).records.tolist() == [
+        (HbmOp.WR_GB, 3, 4, -1, 5, 1, 0),
+        (HbmOp.MAC_AB, 3, 4, 12, 5, 1, 0),
+        (HbmOp.ACT_AB, 0, 1, 7, -1, 1, 0),
+        (HbmOp.PRE_AB, 0, 1, -1, -1, 1, 0),
+        (HbmOp.RD_OUT, 1, 2, -1, -1, 1, 0),
+        (HbmOp.BARRIER, 0, -1, -1, -1, 1, 0),
+        (HbmOp.BARRIER, 2, 3, -1, -1, 1, 0),
+        (HbmOp.SIGNAL, -1, -1, -1, -1, 4, 0),
+        (HbmOp.WAIT, -1, -1, -1, -1, 0, 0),
+        (HbmOp.GEMV, 0, 16, 2, 32, 4, 0),
+        (HbmOp.LOAD_GB, 4, 8, -1, 32, 1, 0),
+        (HbmOp.READOUT, 15, 16, -1, -1, 8, 0),
+    ]
+
+
+def test_program_from_an_invalid_stream_is_an_error() -> None:
+    stream = hbm_isa.StreamOp([hbm_isa.GemvOp(ch_lo=0, ch_hi=16, row=0, rows=0, cols=32)])
+    with pytest.raises(HpimError, match=r"'hbm_isa.gemv': rows must be at least 1, got 0"):
+        hbm_isa.program_from_ops(stream)
+
+
+def _context() -> Context:
+    ctx = Context()
+    ctx.load_dialect(Builtin)
+    ctx.load_dialect(hbm_isa.HbmIsa)
+    return ctx
+
+
+@settings(max_examples=60, deadline=None)
+@given(programs(), st.booleans())
+def test_ops_round_trip_through_records_and_both_printed_forms(case, generic: bool) -> None:
+    text, records = case
+    program = read_asm(text)
+    stream = hbm_isa.ops_from_program(program)
+    stream.verify()
+    unnumbered = records.copy()
+    unnumbered["line"] = 0
+    assert hbm_isa.program_from_ops(stream).records.tolist() == unnumbered.tolist()
+    printed = io.StringIO()
+    Printer(stream=printed, print_generic_format=generic).print_op(ModuleOp([stream]))
+    parsed = Parser(_context(), printed.getvalue()).parse_module()
+    assert module_to_asm(parsed) == write_asm(program)
+
+
+def test_asm_module_round_trip() -> None:
+    text = "hbm.load_gb ch=0:16 cols=32\nhbm.gemv ch=0:16 row=0 rows=4 cols=32\nhbm.signal tok=1\n"
+    module = asm_to_module(text)
+    module.verify()
+    assert [op.name for op in module.walk()][2:] == ["hbm_isa.load_gb", "hbm_isa.gemv", "hbm_isa.signal"]
+    assert module_to_asm(module) == text
+
+
+@pytest.mark.parametrize("streams", [0, 2])
+def test_module_to_asm_needs_exactly_one_stream(streams: int) -> None:
+    module = ModuleOp([hbm_isa.StreamOp() for _ in range(streams)])
+    with pytest.raises(HpimError, match=f"expected one hbm_isa.stream in the module, found {streams}"):
+        module_to_asm(module)
