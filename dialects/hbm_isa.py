@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Self
 
 import numpy as np
-from xdsl.dialects.builtin import I64, IntegerAttr, i64
+from xdsl.dialects.builtin import I64, IntegerAttr, StringAttr, i64
 from xdsl.ir import Block, Dialect, Operation, Region
 from xdsl.irdl import (
     IRDLOperation,
@@ -61,34 +61,78 @@ from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram
 @irdl_op_definition
 class StreamOp(IRDLOperation):
     """`hbm_isa.stream { ... }`: one HBM-PIM instruction stream; its block holds only
-    `hbm_isa` instructions, in the order the controller issues them."""
+    `hbm_isa` instructions, in the order the controller issues them.
+
+    A compiled program is a sequence of sections (the prologue, the decoder layers, the
+    epilogue), each a stream per subsystem. A section's stream may be `repeat`ed: iteration `l`
+    runs the block with every DRAM row moved on by `l * row_stride` (the layer-major weight
+    layout of `pim-tile-hbm`), so the layers' instructions exist once. `section` names the
+    section for people and tools."""
 
     name = "hbm_isa.stream"
     body = region_def("single_block")
+    section = opt_prop_def(StringAttr)
+    repeat = opt_prop_def(IntegerAttr[I64])
+    row_stride = opt_prop_def(IntegerAttr[I64])
     traits = traits_def(NoTerminator())
 
-    def __init__(self, instructions: Sequence[Operation] = (), attributes=None):
-        super().__init__(regions=[Region(Block(instructions))], attributes=attributes)
+    def __init__(
+        self,
+        instructions: Sequence[Operation] = (),
+        attributes=None,
+        section: str | None = None,
+        repeat: int | None = None,
+        row_stride: int | None = None,
+    ):
+        super().__init__(
+            regions=[Region(Block(instructions))],
+            attributes=attributes,
+            properties={
+                "section": StringAttr(section) if section is not None else None,
+                "repeat": IntegerAttr(repeat, i64) if repeat is not None else None,
+                "row_stride": IntegerAttr(row_stride, i64) if row_stride is not None else None,
+            },
+        )
 
     @classmethod
     def parse(cls, parser: Parser) -> Self:
         # Custom rather than declarative: `{ }` parses as a region without blocks, and an
         # empty stream still has its one (empty) block, as `builtin.module` does.
-        attributes = parser.parse_optional_attr_dict_with_keyword()
+        entries = parser.parse_optional_attr_dict_with_keyword()
+        entries = dict(entries.data) if entries else {}
+        names = cls.get_irdl_definition().properties
         body = parser.parse_region()
         if not body.blocks:
             body.add_block(Block())
-        return cls.create(regions=[body], attributes=attributes.data if attributes else {})
+        return cls.create(
+            regions=[body],
+            properties={k: v for k, v in entries.items() if k in names},
+            attributes={k: v for k, v in entries.items() if k not in names},
+        )
 
     def print(self, printer: Printer) -> None:
-        printer.print_op_attributes(self.attributes, print_keyword=True)
+        printer.print_op_attributes({**self.properties, **self.attributes}, print_keyword=True)
         printer.print_string(" ")
         printer.print_region(self.body, print_empty_block=False)
+
+    @property
+    def repeat_count(self) -> int:
+        return self.repeat.value.data if self.repeat is not None else 1
+
+    @property
+    def row_stride_value(self) -> int:
+        return self.row_stride.value.data if self.row_stride is not None else 0
 
     def verify_(self) -> None:
         for op in self.body.block.ops:
             if not isinstance(op, HbmInstructionOp):
                 raise VerifyException(f"'{self.name}': '{op.name}' is not an hbm_isa instruction")
+        if self.repeat_count < 1:
+            raise VerifyException(f"'{self.name}': repeat must be at least 1, got {self.repeat_count}")
+        if self.row_stride_value < 0:
+            raise VerifyException(
+                f"'{self.name}': row_stride must be non-negative, got {self.row_stride_value}"
+            )
 
 
 class HbmInstructionOp(IRDLOperation):
