@@ -707,7 +707,7 @@ class ReluBase(_UnaryOp):
 
 
 class GeluBase(_UnaryOp):
-    """GELU, tanh approximation (GPT-style FFN activation)."""
+    """GELU, tanh approximation (transformers' `"gelu_new"`)."""
 
     name = "llm.gelu"
 

@@ -227,7 +227,8 @@ def build_module(config: ModelConfig, phase: str = "decode", prompt: int = 256) 
         raise HpimError(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
     c = config
     tokens = 1 if phase == "decode" else prompt
-    check_prompt(c, prompt)
+    if phase == "prefill":
+        check_prompt(c, prompt)
 
     module = ModuleOp([])
     module.attributes["llm.model"] = _model_attributes(c, phase, tokens)

@@ -133,7 +133,9 @@ def _read_opt(name: str, keys: _Keys) -> ModelConfig:
         pre_norm=pre_norm,
         final_norm=pre_norm and not keys.bool("_remove_final_layer_norm", False),
         activation=keys.choice(
-            "activation_function", "relu", {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu"}
+            # llm.gelu is the tanh form, which is transformers' "gelu_new"; its "gelu" is the
+            # erf form, which hpim does not model.
+            "activation_function", "relu", {"relu": "relu", "gelu_new": "gelu"}
         ),
         bias=keys.bool("enable_bias", True),
         learned_positions=True,
