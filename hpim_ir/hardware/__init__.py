@@ -8,5 +8,17 @@ The schema, the presets and every assumption are documented in `docs/hardware.md
 
 from hpim_ir.hardware.config import Hardware, HbmConfig, HbmEnergy, HbmTiming
 from hpim_ir.hardware.loader import load_hardware, preset_names
+from hpim_ir.hardware.sram import KvPlacement, LinkConfig, NocTopology, SramConfig
 
-__all__ = ["Hardware", "HbmConfig", "HbmEnergy", "HbmTiming", "load_hardware", "preset_names"]
+__all__ = [
+    "Hardware",
+    "HbmConfig",
+    "HbmEnergy",
+    "HbmTiming",
+    "KvPlacement",
+    "LinkConfig",
+    "NocTopology",
+    "SramConfig",
+    "load_hardware",
+    "preset_names",
+]

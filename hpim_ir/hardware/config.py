@@ -13,7 +13,10 @@ fully validated values, so every `Hardware` is a consistent machine.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a runtime import would be circular: sram.py builds on this module
+    from hpim_ir.hardware.sram import LinkConfig, SramConfig
 
 
 def spec(
@@ -182,6 +185,6 @@ class Hardware:
     name: str
     description: str
     hbm: HbmConfig
-    sram: None = None
-    link: None = None
+    sram: "SramConfig | None" = None
+    link: "LinkConfig | None" = None
     source_path: Path | None = None

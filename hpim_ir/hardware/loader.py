@@ -33,6 +33,7 @@ from typing import Any
 
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware.config import Hardware, HbmConfig, HbmEnergy, HbmTiming
+from hpim_ir.hardware.sram import LinkConfig, SramConfig, read_link_section, read_sram_section
 
 PRESETS = resources.files("hpim_ir.hardware") / "presets"
 
@@ -370,7 +371,9 @@ def _read_hbm(tables: dict[str, Any] | None, prefix: str, reader: _Reader) -> Hb
     )
 
 
-# Top-level table -> (its dataclass, its reader). The SRAM-PIM and link sections go here.
+# Top-level table -> (its dataclass, its reader).
 SECTIONS: dict[str, tuple[type, Callable[[dict[str, Any] | None, str, _Reader], Any]]] = {
     "hbm": (HbmConfig, _read_hbm),
+    "sram": (SramConfig, read_sram_section),
+    "link": (LinkConfig, read_link_section),
 }

@@ -1,0 +1,110 @@
+"""The network-on-chip: routes, link reservations, and the collectives' schedules.
+
+A transfer of `bytes` from core a to core b follows its route (`Noc.route`): a list of
+directed links. It starts at the first cycle s >= its request at which every link of the
+route is free for ser = ceil(bytes / link bytes per cycle) cycles, holds all of them during
+[s, s + ser), and completes at s + ser + hops * hop_cycles (the head's latency through the
+routers). Transfers that share a link therefore serialize; reservations are first-fit in
+the order the engine makes them, and a collective makes all of its own when its last
+participant arrives.
+"""
+
+import bisect
+from functools import cache
+
+from hpim_ir.hardware.sram import NocTopology, SramConfig
+from hpim_ir.sim.sram.program import SramOp
+from hpim_ir.sim.sram.timing import noc_cycles, reduce_combine_cycles
+
+
+class Noc:
+    """The links of one machine's NoC and their reservations (a calendar per link)."""
+
+    def __init__(self, sram: SramConfig):
+        self.sram = sram
+        self.busy: dict[int, list[tuple[int, int]]] = {}
+        """Directed link -> its reserved [start, end) intervals, sorted and disjoint."""
+        self.busy_cycles = 0
+        """Link-cycles reserved so far (a transfer over h links for ser cycles adds h * ser)."""
+        self.route = cache(self._route)
+
+    def _route(self, src: int, dst: int) -> tuple[int, ...]:
+        """Directed links from core `src` to core `dst`. A link is `core * 4 + direction`
+        (0 east / clockwise, 1 west / counter-clockwise, 2 south, 3 north) of the core it
+        leaves."""
+        sram = self.sram
+        links = []
+        if sram.noc.topology is NocTopology.RING:
+            cores = sram.cores
+            forward = (dst - src) % cores
+            step, direction, hops = (
+                (1, 0, forward) if forward <= cores - forward else (-1, 1, cores - forward)
+            )
+            at = src
+            for _ in range(hops):
+                links.append(at * 4 + direction)
+                at = (at + step) % cores
+            return tuple(links)
+        cols = sram.noc.mesh_cols
+        (row, col), (to_row, to_col) = divmod(src, cols), divmod(dst, cols)
+        while col != to_col:  # X first
+            direction, step = (0, 1) if to_col > col else (1, -1)
+            links.append((row * cols + col) * 4 + direction)
+            col += step
+        while row != to_row:
+            direction, step = (2, 1) if to_row > row else (3, -1)
+            links.append((row * cols + col) * 4 + direction)
+            row += step
+        return tuple(links)
+
+    def transfer(self, src: int, dst: int, ser: int, request: int) -> int:
+        """Reserve the route from `src` to `dst` for `ser` cycles (`noc_cycles` of the
+        bytes) from cycle `request` on; the cycle the data has arrived."""
+        links = self.route(src, dst)
+        start = request
+        moved = True
+        while moved:  # first fit: push start past every conflicting reservation
+            moved = False
+            for link in links:
+                intervals = self.busy.get(link, ())
+                at = bisect.bisect_right(intervals, (start, float("inf"))) - 1
+                for begin, end in intervals[max(at, 0) :]:
+                    if begin >= start + ser:
+                        break
+                    if end > start:
+                        start, moved = end, True
+        for link in links:
+            bisect.insort(self.busy.setdefault(link, []), (start, start + ser))
+        self.busy_cycles += len(links) * ser
+        return start + ser + len(links) * self.sram.noc.hop_cycles
+
+    def collective(self, op: SramOp, cores: range, nbytes: int, start: int) -> int:
+        """Run a collective among `cores` from cycle `start`; the cycle it completes.
+
+        `allgather`: a ring in core order, len - 1 steps; in each, every core sends its
+        latest `nbytes` block to the next core (the last to the first). `reduce`: a
+        binomial tree towards the first core, ceil(log2 len) steps; in step s, the core at
+        offset j + 2^s sends to the core at offset j (j a multiple of 2^(s+1)), which then
+        adds the contribution (one VCU element-wise pass). A step starts when the previous
+        one has completed everywhere."""
+        members = list(cores)
+        count = len(members)
+        ser = int(noc_cycles(nbytes, self.sram))
+        now = start
+        if op == SramOp.ALLGATHER:
+            for _ in range(count - 1):
+                now = max(
+                    self.transfer(members[j], members[(j + 1) % count], ser, now)
+                    for j in range(count)
+                )
+            return now
+        combine = int(reduce_combine_cycles(nbytes, self.sram.vcu))
+        stride = 1
+        while stride < count:
+            ends = [
+                self.transfer(members[j + stride], members[j], ser, now)
+                for j in range(0, count - stride, 2 * stride)
+            ]
+            now = max(ends) + combine
+            stride *= 2
+        return now
