@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -27,7 +28,8 @@ from xdsl.passes import ModulePass
 from hpim_ir.dialects import pim
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import Hardware, load_hardware
-from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, to_dict_attr
+from hpim_ir.passes.pim_tile_hbm import to_dict_attr
+from hpim_ir.sim.sram.timing import pim_bytes
 
 _ATTENTION = (pim.AttentionScoresOp, pim.AttentionValuesOp, pim.SoftmaxOp, pim.KVAppendOp)
 
@@ -141,29 +143,38 @@ class PimTileSramPass(ModulePass):
                     tiles[inner.cache.string_value()] = tile
             else:
                 inner.tile = to_dict_attr(VectorTile("vector", cores))
-        for cache in op.ops:
-            if isinstance(cache, pim.KVCacheOp) and cache.place == pim.SRAM:
-                self._place_cache(cache, tiles, hw)
+        caches = [c for c in op.ops if isinstance(c, pim.KVCacheOp) and c.place == pim.SRAM]
+        placements = [self._place_cache(cache, tiles, hw) for cache in caches]
+        needed = sum(p.bytes_per_core for p in placements)
+        available = hw.sram.pim.capacity_bytes
+        if needed > available:
+            context = placements[0].max_context
+            raise HpimError(
+                f"the KV cache does not fit in SRAM-PIM at context {context}: needs "
+                f"{needed:,} bytes per core ({', '.join(f'@{c.sym_name.data} {p.bytes_per_core:,}' for c, p in zip(caches, placements))}), "
+                f"{available:,} available per core in the PIM macros (place it in HBM: "
+                "kv-cache=hbm)"
+            )
+        for cache, placement in zip(caches, placements):
+            cache.placement = to_dict_attr(placement, on="sram")
 
-    def _place_cache(self, cache: pim.KVCacheOp, tiles: dict[str, AttentionTile], hw: Hardware) -> None:
+    def _place_cache(
+        self, cache: pim.KVCacheOp, tiles: dict[str, AttentionTile], hw: Hardware
+    ) -> SramPlacement:
         layers, capacity, width = cache.type.get_shape()
         context = self.max_context or capacity
         if context > capacity:
             raise HpimError(
                 f"max-context {context} exceeds @{cache.sym_name.data}'s {capacity} positions"
             )
-        tile = tiles.get(cache.sym_name.data)
-        cores = tile.cores if tile else _cores(hw)
-        # Each core holds its heads' rows; a split head holds a slice of the context.
-        per_core = -(-layers * context * width * BYTES_FP16 // cores)
-        available = hw.sram.kv_capacity_bytes_per_core
-        if per_core > available:
-            raise HpimError(
-                f"KV cache @{cache.sym_name.data} does not fit in SRAM-PIM at context "
-                f"{context}: needs {per_core:,} bytes per core on {cores} cores, "
-                f"{available:,} available per core (place it in HBM: kv-cache=hbm)"
-            )
-        cache.placement = to_dict_attr(SramPlacement(cores, context, per_core), on="sram")
+        tile = tiles.get(cache.sym_name.data) or attention_tile(1, 1, _cores(hw))
+        # A core holds, for every layer, its key/value heads over (its share of) the
+        # context, laid out in the macros as the engine pads them.
+        head_width = width // tile.kv_heads
+        rows = layers * tile.kv_heads_per_core * head_width
+        columns = -(-context // tile.cores_per_head)
+        per_core = int(pim_bytes(np.array([rows]), np.array([columns]), hw.sram.pim)[0])
+        return SramPlacement(tile.cores, context, per_core)
 
 
 def _attention_heads(op) -> tuple[int, int]:
