@@ -28,6 +28,7 @@ DIALECTS: dict[str, tuple[str, str]] = {
     "llm": ("hpim_ir.dialects.llm", "LLM"),
     "hbm_isa": ("hpim_ir.dialects.hbm_isa", "HbmIsa"),
     "pim": ("hpim_ir.dialects.pim", "PIM"),
+    "sram_isa": ("hpim_ir.dialects.sram_isa", "SramIsa"),
 }
 
 # name -> (module, attribute): the passes hpim defines, one module each.
@@ -35,8 +36,11 @@ PASSES: dict[str, tuple[str, str]] = {
     "llm-annotate": ("hpim_ir.passes.llm_annotate", "LlmAnnotatePass"),
     "convert-llm-to-pim": ("hpim_ir.passes.convert_llm_to_pim", "ConvertLlmToPimPass"),
     "pim-tile-hbm": ("hpim_ir.passes.pim_tile_hbm", "PimTileHbmPass"),
+    "pim-tile-sram": ("hpim_ir.passes.pim_tile_sram", "PimTileSramPass"),
     "pim-schedule": ("hpim_ir.passes.pim_schedule", "PimScheduleAnalysisPass"),
     "pim-insert-pipeline": ("hpim_ir.passes.pim_insert_pipeline", "PimInsertPipelinePass"),
+    "convert-pim-to-isa": ("hpim_ir.passes.convert_pim_to_isa", "ConvertPimToIsaPass"),
+    "hpim-lower": ("hpim_ir.passes.hpim_lower", "HpimLowerPass"),
 }
 
 # Upstream dialects that hpim's IR uses and `hpim-opt` therefore parses.

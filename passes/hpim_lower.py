@@ -49,7 +49,7 @@ class HpimLowerPass(ModulePass):
         """The passes, in order, with their options (what `hpim compile --time-passes` times)."""
         hw = load_hardware(self.hw)
         get_policy(self.policy)
-        kv = self.kv_cache or (hw.sram.kv_placement if hw.sram is not None else None)
+        kv = self.kv_cache or (hw.sram.kv_cache.value if hw.sram is not None else None)
         granularity = self.granularity if self.pipeline else "none"
         return [
             LlmAnnotatePass(),

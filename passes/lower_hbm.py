@@ -50,11 +50,15 @@ def split_groups(groups: int, pieces: int) -> list[tuple[int, int]]:
 
 
 def lower_gemv(
-    linear: pim.LinearOp, placement: HbmPlacement, hbm: HbmConfig, pieces: int, token: int | None
+    linear: pim.LinearOp,
+    placement: HbmPlacement,
+    hbm: HbmConfig,
+    pieces: int,
+    tokens: list[int] | None,
 ) -> list[Operation]:
     """A tiled GEMV: per piece of output groups, per input segment, fill the global buffer and
     stream the piece's DRAM rows through the bank PUs; then read the piece's results out and,
-    if a consumer waits per piece, raise `token`.
+    if a consumer waits per piece, raise that piece's token (`tokens`, one per piece).
 
     Row `row_base + segment * groups + group` of a bank holds `segment` of its `group`-th
     output row (segment-major), so a piece's rows for one segment are consecutive and one
@@ -66,7 +70,7 @@ def lower_gemv(
     banks = hbm.banks_per_channel
     ops: list[Operation] = []
     spans = split_groups(tile.groups, pieces)
-    for first, count in spans:
+    for index, (first, count) in enumerate(spans):
         for group in channel_groups(tile):
             group_count = -(-group.rows // banks)
             if first >= group_count:
@@ -86,8 +90,8 @@ def lower_gemv(
                 )
             outputs = min(count_here * banks, group.rows - first * banks)
             ops.append(hbm_isa.ReadoutOp(ch_lo=group.lo, ch_hi=group.hi, n=_bursts(outputs, hbm)))
-        if token is not None and len(spans) > 1:
-            ops.append(hbm_isa.SignalOp(tok=token))
+        if tokens is not None:
+            ops.append(hbm_isa.SignalOp(tok=tokens[index]))
     return ops
 
 

@@ -17,6 +17,7 @@ from hpim_ir.errors import run_guarded
 # command -> (module, help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("hpim_ir.cli.import_cmd", "import a model into the llm dialect"),
+    "compile": ("hpim_ir.cli.compile_cmd", "compile a model to the HBM-PIM and SRAM-PIM ISA"),
     "translate": ("hpim_ir.cli.translate", "convert between hbm_isa IR and .hpimasm assembly"),
     "run-isa": ("hpim_ir.cli.run_isa", "simulate an ISA program at DRAM-command level"),
 }

@@ -1,0 +1,435 @@
+"""`convert-pim-to-isa`: the partitioned, tiled, scheduled `pim` program as the two
+instruction streams of HPIM: `hbm_isa` for the HBM-PIM controller, `sram_isa` for the cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from hpim_ir.dialects import hbm_isa, pim, sram_isa
+from hpim_ir.errors import HpimError
+from hpim_ir.hardware import Hardware, load_hardware
+from hpim_ir.passes.lower_hbm import lower_gemv, lower_lookup
+from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
+from hpim_ir.passes.pim_tile_sram import AttentionTile
+from hpim_ir.sim.sram.program import CTX, Affine, ProgramBuilder, Space, SramOp, VcuFn
+
+_VECTOR_FNS = {
+    pim.ReluOp: VcuFn.RELU,
+    pim.GeluOp: VcuFn.GELU,
+    pim.SiluOp: VcuFn.SILU,
+    pim.AddOp: VcuFn.ADD,
+    pim.MulOp: VcuFn.MUL,
+    pim.LayerNormOp: VcuFn.LAYERNORM,
+    pim.RMSNormOp: VcuFn.RMSNORM,
+    pim.RoPEOp: VcuFn.ROPE,
+}
+
+
+def _elements(value: SSAValue) -> int:
+    """Static element count of a tensor value (its symbolic dimension counted as 1)."""
+    count = 1
+    for dim in value.type.get_shape():
+        count *= max(dim, 1)
+    return count
+
+
+@dataclass
+class _Section:
+    """The two streams of one section (prologue, the repeated layer body, epilogue)."""
+
+    name: str
+    repeat: int
+    row_stride: int
+    hbm: list[Operation] = field(default_factory=list)
+    sram: ProgramBuilder = field(default_factory=ProgramBuilder)
+
+
+class _Lowering:
+    """Walks the sections' blocks in program order and emits both streams.
+
+    One instance serves every section, so SRAM buffer numbers are unique across the program
+    and a value made in one section (the hidden state) keeps its buffer in the next."""
+
+    def __init__(self, hw: Hardware, tokens: dict[int, pim.TransferOp]):
+        self.hw = hw
+        self.hbm_cfg = hw.hbm
+        self.cores = hw.sram.cores
+        self.tokens = tokens
+        self.buffers: dict[SSAValue, int] = {}
+        self.cache_buffers: dict[str, int] = {}
+        self.next_buffer = 0
+        self.section = _Section("", 1, 0)
+        self.isa_tokens: dict[int, list[int]] = {}
+
+    def pieces(self, token: int, tiles: int) -> list[int]:
+        """The ISA tokens of `pim` token `token` sent in `tiles` pieces: one per piece, so
+        every ISA token is raised once per layer."""
+        if token not in self.isa_tokens:
+            first = sum(len(t) for t in self.isa_tokens.values())
+            self.isa_tokens[token] = list(range(first, first + tiles))
+        return self.isa_tokens[token]
+
+    # SRAM buffers ---------------------------------------------------------------------------
+
+    def fresh(self) -> int:
+        self.next_buffer += 1
+        return self.next_buffer - 1
+
+    def buffer(self, value: SSAValue, bytes_per_core: int | Affine | None = None) -> int:
+        """The activation-memory buffer of `value` (allocated on first use, by default with
+        its `layout`'s bytes)."""
+        if bytes_per_core is None:
+            bytes_per_core = self.layout(value)[1]
+        if value not in self.buffers:
+            self.buffers[value] = self.fresh()
+            self.section.sram.add(
+                SramOp.ALLOC, (0, self.cores), kind=Space.AM, dst=self.buffers[value],
+                sizes=[bytes_per_core],
+            )
+        return self.buffers[value]
+
+    def vector_share(self, value: SSAValue) -> int:
+        """Bytes per core of a vector split evenly over every core."""
+        return -(-_elements(value) * BYTES_FP16 // self.cores)
+
+    def layout(self, value: SSAValue) -> tuple[tuple[int, int], int]:
+        """The cores holding `value` and the bytes each holds: the heads a core serves for
+        attention operands and results (queries, keys, values, their RoPE, the attention
+        output), else an even split over every core."""
+        tile = _attention_tile_of(value)
+        if tile is None:
+            return (0, self.cores), self.vector_share(value)
+        role, tile = tile
+        heads = tile.heads if role == "query" else tile.kv_heads
+        per_core = tile.heads_per_core if role == "query" else tile.kv_heads_per_core
+        return (0, tile.cores), _elements(value) // heads * per_core * BYTES_FP16
+
+    def allocate_caches(self, appends: list[pim.KVAppendOp], layers: int) -> None:
+        """PIM buffers for the resident KV caches: every layer's K^T (V) of the heads a core
+        serves, as wide as the context (split heads: their share of it)."""
+        for append in appends:
+            name = append.cache.string_value()
+            if name in self.cache_buffers or append.place != pim.SRAM:
+                continue
+            tile = from_dict_attr(AttentionTile, append.tile)
+            width = tile.kv_heads_per_core * _elements(append.value) // tile.kv_heads
+            context = (CTX + 1).ceildiv(tile.cores_per_head)
+            self.cache_buffers[name] = self.fresh()
+            sizes = [layers * width, context] if name == "key_cache" else [context, layers * width]
+            self.section.sram.add(
+                SramOp.ALLOC, (0, tile.cores), kind=Space.PIM, dst=self.cache_buffers[name],
+                sizes=sizes,
+            )
+
+    # The walk -------------------------------------------------------------------------------
+
+    def lower_ops(self, section: _Section, ops: list[Operation]) -> None:
+        self.section = section
+        for op in ops:
+            self.lower(op)
+
+    def lower_layer_body(self, section: _Section, layers: pim.LayersOp) -> None:
+        """The body, with the hidden state kept in the loop's buffer: the block argument and
+        the yielded value share it. Values made in the body are freed at its end."""
+        self.section = section
+        block = layers.body.block
+        state = self.buffers[layers.init]
+        self.buffers[block.args[1]] = state
+        yielded = block.last_op.operands[0]
+        self.buffers[yielded] = state
+        before = set(self.buffers)
+        for op in block.ops:
+            self.lower(op)
+        for value, number in self.buffers.items():
+            if value not in before:
+                section.sram.add(SramOp.FREE, (0, self.cores), dst=number)
+        self.buffers[layers.result] = state
+
+    def lower(self, op: Operation) -> None:
+        if isinstance(op, (pim.GetWeightOp, pim.TransferOp, func.ReturnOp, pim.YieldOp)):
+            return  # weights are addressed by the tiles; transfers by their sync pair
+        if isinstance(op, pim.SignalOp):
+            return self.lower_signal(op)
+        if isinstance(op, pim.WaitOp):
+            return self.lower_wait(op)
+        place = op.properties.get("place")
+        if place == pim.HBM:
+            return self.lower_hbm(op)
+        if place == pim.SRAM:
+            return self.lower_sram(op)
+        raise HpimError(f"convert-pim-to-isa: cannot lower '{op.name}'")
+
+    # Sync and transfers ---------------------------------------------------------------------
+
+    def lower_signal(self, op: pim.SignalOp) -> None:
+        token, tiles = op.token.value.data, op.tiles.value.data if op.tiles else 1
+        transfer = self.tokens[token]
+        if op.place == pim.HBM:
+            if tiles == 1:  # a tiled producer raised its tokens itself, piece by piece
+                (isa_token,) = self.pieces(token, 1)
+                self.section.hbm.append(hbm_isa.SignalOp(tok=isa_token))
+            return
+        # SRAM -> HBM: the value leaves over the link, then the token is raised.
+        source = self.buffers[transfer.input]
+        cores, share = self.layout(transfer.input)
+        self.section.sram.add(SramOp.STORE, cores, src0=source, sizes=[share])
+        (isa_token,) = self.pieces(token, 1)
+        self.section.sram.add(SramOp.SIGNAL, (0, self.cores), tok=isa_token)
+
+    def lower_wait(self, op: pim.WaitOp) -> None:
+        token, tiles = op.token.value.data, op.tiles.value.data if op.tiles else 1
+        if op.place == pim.HBM:
+            (isa_token,) = self.pieces(token, 1)
+            self.section.hbm.append(hbm_isa.WaitOp(tok=isa_token))
+            return
+        # HBM -> SRAM: each piece arrives over the link into its cores' buffer.
+        transfer = self.tokens[token]
+        cores, share = self.layout(transfer.result)
+        target = self.buffer(transfer.result, share)
+        for piece in self.pieces(token, tiles):
+            self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=piece)
+            self.section.sram.add(SramOp.LOAD, cores, dst=target, sizes=[-(-share // tiles)])
+
+    # HBM-PIM --------------------------------------------------------------------------------
+
+    def lower_hbm(self, op: Operation) -> None:
+        if isinstance(op, pim.LinearOp):
+            decl = _declaration(op, op.weight.owner.weight)
+            placement = from_dict_attr(HbmPlacement, decl.placement)
+            token, pieces = self.pipelined_token(op)
+            self.section.hbm.extend(lower_gemv(op, placement, self.hbm_cfg, pieces, token))
+            return
+        if isinstance(op, (pim.EmbeddingOp, pim.PositionEmbeddingOp)):
+            self.section.hbm.extend(lower_lookup(_elements(op.result), self.hbm_cfg))
+            return
+        raise HpimError(
+            f"convert-pim-to-isa: '{op.name}' on #pim.hbm is not supported yet "
+            "(normal-mode HBM access: a KV cache in HBM, attention in HBM)"
+        )
+
+    def pipelined_token(self, op: pim.LinearOp) -> tuple[list[int] | None, int]:
+        """The ISA tokens (one per piece) and the piece count of the transfer that sends
+        this GEMV's result on in pieces, or (None, 1)."""
+        for use in op.result.uses:
+            transfer = use.operation
+            if isinstance(transfer, pim.TransferOp) and transfer.tiles is not None:
+                tiles = transfer.tiles.value.data
+                for token, candidate in self.tokens.items():
+                    if candidate is transfer and tiles > 1:
+                        return self.pieces(token, tiles), tiles
+        return None, 1
+
+    # SRAM-PIM -------------------------------------------------------------------------------
+
+    def lower_sram(self, op: Operation) -> None:
+        sram, cores = self.section.sram, (0, self.cores)
+        if type(op) in _VECTOR_FNS:
+            cores, share = self.layout(op.results[0])
+            inputs = [self.buffers[v] for v in op.operands if v in self.buffers]
+            target = self.buffer(op.results[0], share)
+            if isinstance(op, (pim.LayerNormOp, pim.RMSNormOp)):
+                # Statistics of a vector split over the cores: each core's partial sums
+                # (2 x 4 B) are combined over the NoC before normalizing.
+                sram.add(SramOp.ALLGATHER, cores, dst=target, src0=inputs[0], sizes=[8])
+            sram.add(
+                SramOp.VCU, cores, kind=_VECTOR_FNS[type(op)], dst=target, src0=inputs[0],
+                src1=inputs[1] if len(inputs) > 1 else -1, sizes=[share // BYTES_FP16],
+            )
+            return
+        lowerings = {
+            pim.KVAppendOp: self.lower_append,
+            pim.AttentionScoresOp: self.lower_scores,
+            pim.SoftmaxOp: self.lower_softmax,
+            pim.AttentionValuesOp: self.lower_values,
+        }
+        if type(op) not in lowerings:
+            raise HpimError(f"convert-pim-to-isa: '{op.name}' on #pim.sram is not supported yet")
+        lowerings[type(op)](op)
+
+    def lower_append(self, op: pim.KVAppendOp) -> None:
+        """The step's K (transposed into a K^T column) or V row into the cache's macros."""
+        tile = from_dict_attr(AttentionTile, op.tile)
+        width = tile.kv_heads_per_core * _elements(op.value) // tile.kv_heads
+        cores = (0, tile.cores)
+        source = self.buffers[op.value]
+        cache = self.cache_buffers[op.cache.string_value()]
+        if op.cache.string_value() == "key_cache":
+            staged = self.buffer(op.result, width * BYTES_FP16)
+            self.section.sram.add(SramOp.TRANSPOSE, cores, dst=staged, src0=source, sizes=[1, width])
+            self.section.sram.add(SramOp.MACRO_WRITE, cores, dst=cache, src0=staged, sizes=[width, 1])
+        else:
+            self.section.sram.add(SramOp.MACRO_WRITE, cores, dst=cache, src0=source, sizes=[1, width])
+
+    def lower_scores(self, op: pim.AttentionScoresOp) -> None:
+        tile = from_dict_attr(AttentionTile, op.tile)
+        head_dim = _elements(op.query) // tile.heads
+        keys = self.cache_buffers[op.keys.owner.cache.string_value()]
+        query = self.buffers[op.query]
+        per_head = 2 * tile.heads_per_core
+        # Room for ceil((ctx + 1) / cores_per_head) FP16 scores of each head the core runs.
+        room = Affine(per_head, per_head * tile.cores_per_head, tile.cores_per_head)
+        scores = self.buffer(op.result, room)
+        for _ in range(tile.heads_per_core):
+            self.section.sram.add(
+                SramOp.MVM, (0, tile.cores), dst=scores, src0=query, src1=keys,
+                sizes=[head_dim, (CTX + 1).ceildiv(tile.cores_per_head)],
+            )
+
+    def lower_softmax(self, op: pim.SoftmaxOp) -> None:
+        tile = from_dict_attr(AttentionTile, op.tile)
+        scores = self.buffers[op.input]
+        self.buffers[op.result] = scores
+        for _ in range(tile.heads_per_core):
+            if tile.cores_per_head > 1:  # the head's global max and sum, over its cores
+                self.per_head_group(tile, SramOp.ALLGATHER, scores, 8)
+            self.section.sram.add(
+                SramOp.VCU, (0, tile.cores), kind=VcuFn.SOFTMAX, dst=scores, src0=scores,
+                sizes=[(CTX + 1).ceildiv(tile.cores_per_head)],
+            )
+
+    def lower_values(self, op: pim.AttentionValuesOp) -> None:
+        tile = from_dict_attr(AttentionTile, op.tile)
+        head_dim = _elements(op.result) // tile.heads
+        values = self.cache_buffers[op.values.owner.cache.string_value()]
+        probs = self.buffers[op.probs]
+        out = self.buffer(op.result)
+        for _ in range(tile.heads_per_core):
+            self.section.sram.add(
+                SramOp.MVM, (0, tile.cores), dst=out, src0=probs, src1=values,
+                sizes=[(CTX + 1).ceildiv(tile.cores_per_head), head_dim],
+            )
+            if tile.cores_per_head > 1:  # the head's partial outputs, summed
+                self.per_head_group(tile, SramOp.REDUCE, out, head_dim * BYTES_FP16)
+
+    def per_head_group(self, tile: AttentionTile, op: SramOp, buffer: int, size: int) -> None:
+        """A collective among the cores sharing each head."""
+        for head in range(tile.heads):
+            first = head * tile.cores_per_head
+            self.section.sram.add(
+                op, (first, first + tile.cores_per_head), dst=buffer, src0=buffer, sizes=[size]
+            )
+
+
+def _attention_tile_of(value: SSAValue) -> tuple[str, AttentionTile] | None:
+    """For a value on its way into attention (through transfers, RoPE, the cache append) or
+    out of it: its role ("query" or "kv") and the attention's tile."""
+    owner = value.owner
+    if isinstance(owner, pim.AttentionValuesOp) and owner.tile is not None:
+        return "query", from_dict_attr(AttentionTile, owner.tile)
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        for use in current.uses:
+            user = use.operation
+            if isinstance(user, pim.AttentionScoresOp) and user.tile is not None:
+                role = "query" if use.index == 0 else "kv"
+                return role, from_dict_attr(AttentionTile, user.tile)
+            if isinstance(user, pim.KVAppendOp) and user.tile is not None:
+                return "kv", from_dict_attr(AttentionTile, user.tile)
+            if isinstance(user, (pim.TransferOp, pim.RoPEOp)):
+                pending.extend(user.results)
+    return None
+
+
+def _declaration(op: Operation, ref) -> Operation:
+    from xdsl.traits import SymbolTable
+
+    decl = SymbolTable.lookup_symbol(op, ref)
+    assert decl is not None
+    return decl
+
+
+@dataclass(frozen=True)
+class ConvertPimToIsaPass(ModulePass):
+    """Lower a `pim` decode step (after `pim-tile-hbm`, `pim-tile-sram`, `pim-schedule` and
+    `pim-insert-pipeline`) to one `hbm_isa.stream` and one `sram_isa.stream` per section: the
+    prologue (embeddings), the decoder layers (`repeat = layers`; HBM rows move on by the
+    weights' layer stride), the epilogue (final norm, LM head).
+
+    HBM-PIM: a tiled GEMV becomes, per piece of output groups and input segment, `load_gb` +
+    `gemv` on each channel range, then `readout`; a K/V GEMV the SRAM side waits for per piece
+    raises its token after each piece. An embedding lookup reads the token's row out.
+    SRAM-PIM: values split over the cores live in activation-memory buffers; a value arriving
+    from HBM-PIM is `wait` + `load` per piece, one leaving is `store` + `signal`; vector ops
+    are `vcu` functions (norms first combine their statistics with an all-gather); K is
+    transposed and written as a K^T column of the resident cache, V as a row; q.K^T and s.V
+    are `mvm`s on the cache's PIM buffer, one per head a core runs, sized by the symbolic
+    context (`ctx + 1` keys); a head split over cores all-gathers its softmax statistics and
+    reduces its partial outputs.
+
+    Options:
+    - `hw` (default `hpim`): hardware preset or TOML file.
+
+    Not yet supported (an error names the op): prefill, a KV cache in HBM, attention in HBM.
+    """
+
+    name = "convert-pim-to-isa"
+
+    hw: str = "hpim"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        hw = load_hardware(self.hw)
+        if hw.sram is None:
+            raise HpimError(f"hardware {hw.name!r} has no SRAM-PIM part to lower to")
+        function = next((f for f in op.ops if isinstance(f, func.FuncOp)), None)
+        if function is None or function.sym_name.data != "decode_step":
+            raise HpimError("convert-pim-to-isa lowers a decode step (func @decode_step)")
+        tokens = {
+            signal.token.value.data: signal.prev_op
+            for signal in op.walk()
+            if isinstance(signal, pim.SignalOp)
+        }
+        sections = self.sections(function, op, hw, tokens)
+        for child in list(op.ops):
+            child.detach()
+            child.erase()
+        for section in sections:
+            op.body.block.add_op(
+                hbm_isa.StreamOp(
+                    section.hbm, section=section.name, repeat=section.repeat,
+                    row_stride=section.row_stride,
+                )
+            )
+            stream = sram_isa.ops_from_program(section.sram.build())
+            stream.properties["section"] = StringAttr(section.name)
+            stream.properties["repeat"] = IntegerAttr(section.repeat, 64)
+            op.body.block.add_op(stream)
+        model = op.attributes.pop("llm.model")
+        op.attributes["hpim.model"] = model
+        op.attributes["hpim.hw"] = StringAttr(hw.name)
+
+    def sections(self, function: func.FuncOp, module: ModuleOp, hw: Hardware, tokens) -> list[_Section]:
+        block = function.body.block
+        layers = next((o for o in block.ops if isinstance(o, pim.LayersOp)), None)
+        if layers is None:
+            raise HpimError("convert-pim-to-isa: the decode step has no pim.layers")
+        stride = max(
+            (
+                from_dict_attr(HbmPlacement, w.placement).layer_stride
+                for w in module.ops
+                if isinstance(w, pim.WeightOp) and w.placement is not None and w.layered
+            ),
+            default=0,
+        )
+        count = layers.count.value.data
+        prologue = _Section("prologue", 1, 0)
+        body = _Section("layers", count, stride)
+        epilogue = _Section("epilogue", 1, 0)
+        ops = list(block.ops)
+        split = ops.index(layers)
+        lowering = _Lowering(hw, tokens)
+        lowering.section = prologue
+        lowering.allocate_caches(
+            [a for a in layers.body.walk() if isinstance(a, pim.KVAppendOp)], count
+        )
+        lowering.lower_ops(prologue, ops[:split])
+        lowering.lower_layer_body(body, layers)
+        lowering.lower_ops(epilogue, ops[split + 1 :])
+        return [prologue, body, epilogue]
