@@ -401,8 +401,10 @@ class ConvertPimToIsaPass(ModulePass):
             stream.properties["section"] = StringAttr(section.name)
             stream.properties["repeat"] = IntegerAttr(section.repeat, 64)
             op.body.block.add_op(stream)
-        model = op.attributes.pop("llm.model")
-        op.attributes["hpim.model"] = model
+        # The program keeps what the simulator reports: the model, the machine, the policy.
+        op.attributes["hpim.model"] = op.attributes.pop("llm.model")
+        op.attributes["hpim.policy"] = op.attributes.pop("pim.policy")
+        del op.attributes["pim.overlap"]
         op.attributes["hpim.hw"] = StringAttr(hw.name)
 
     def sections(self, function: func.FuncOp, module: ModuleOp, hw: Hardware, tokens) -> list[_Section]:

@@ -1,0 +1,36 @@
+// RUN: hpim import opt-125m | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-tile-sram{max-context=256},pim-schedule,pim-insert-pipeline,convert-pim-to-isa' | filecheck %s
+// RUN: hpim import opt-125m --phase prefill --prompt 8 | not hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-tile-sram{max-context=256},pim-schedule,pim-insert-pipeline,convert-pim-to-isa' 2>&1 | filecheck %s --check-prefix=PREFILL
+
+// OPT-125M's decode step as three sections of two streams. The layer section exists once,
+// repeated 12 times; its HBM rows move on by the layer stride.
+// CHECK: hbm_isa.stream attributes {section = "prologue"
+// CHECK: sram_isa.stream attributes {section = "prologue"
+// The resident KV caches: every layer's K^T (12 x 64 rows) and V, ctx + 1 wide, split over
+// the two cores of each head.
+// CHECK: sram_isa.alloc pim cores 0 to 24 dst [[KT:[0-9]+]] rows 768 cols "ceildiv(ctx + 1, 2)"
+// CHECK-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 12 : i64, row_stride = 22 : i64}
+// Q, K, V wait for the LayerNorm output, then stream their rows through the bank PUs.
+// CHECK: hbm_isa.wait tok [[LN:[0-9]+]]
+// CHECK: hbm_isa.load_gb ch 0 to 48 cols 32
+// CHECK-NEXT: hbm_isa.gemv ch 0 to 48 row 0 rows 1 cols 32
+// CHECK: hbm_isa.readout
+// CHECK: hbm_isa.signal tok [[K:[0-9]+]]
+// CHECK-LABEL: sram_isa.stream attributes {section = "layers", repeat = 12 : i64}
+// CHECK: sram_isa.vcu layernorm
+// CHECK: sram_isa.store
+// CHECK-NEXT: sram_isa.signal cores 0 to 32 tok [[LN]]
+// K arrives, is transposed and written into the cache's macros as a K^T column.
+// CHECK: sram_isa.wait cores 0 to 32 tok [[K]]
+// CHECK-NEXT: sram_isa.load cores 0 to 24 dst [[KB:[0-9]+]] bytes 128
+// CHECK: sram_isa.transpose cores 0 to 24 dst [[KC:[0-9]+]] src0 [[KB]] rows 1 cols 64
+// CHECK-NEXT: sram_isa.macro_write cores 0 to 24 dst [[KT]] src0 [[KC]] rows 64 cols 1
+// q.K^T over the symbolic context, each head over 2 cores; their softmax statistics meet.
+// CHECK: sram_isa.mvm cores 0 to 24 dst [[S:[0-9]+]] src0 {{[0-9]+}} src1 [[KT]] rows 64 cols "ceildiv(ctx + 1, 2)"
+// CHECK: sram_isa.allgather cores 0 to 2 dst [[S]]
+// CHECK: sram_isa.vcu softmax cores 0 to 24 dst [[S]] src0 [[S]] n "ceildiv(ctx + 1, 2)"
+// CHECK: sram_isa.reduce cores 0 to 2
+// CHECK-LABEL: hbm_isa.stream attributes {section = "epilogue"
+// CHECK-NOT: {{[ "]llm\.}}
+// CHECK-NOT: {{[ "]pim\.}}
+
+// PREFILL: convert-pim-to-isa lowers a decode step (func @decode_step)
