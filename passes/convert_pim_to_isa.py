@@ -15,7 +15,7 @@ from xdsl.passes import ModulePass
 from hpim_ir.dialects import hbm_isa, pim, sram_isa
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import Hardware, load_hardware
-from hpim_ir.passes.lower_hbm import lower_gemv, lower_lookup
+from hpim_ir.passes.lower_hbm import lower_cache_append, lower_gemv, lower_lookup
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
 from hpim_ir.passes.pim_tile_sram import AttentionTile
 from hpim_ir.sim.sram.program import CTX, Affine, ProgramBuilder, Space, SramOp, VcuFn
@@ -189,8 +189,13 @@ class _Lowering:
             (isa_token,) = self.pieces(token, 1)
             self.section.hbm.append(hbm_isa.WaitOp(tok=isa_token))
             return
-        # HBM -> SRAM: each piece arrives over the link into its cores' buffer.
         transfer = self.tokens[token]
+        if _streamed_cache(transfer.result):
+            # The context of a cache in HBM: the attention product streams it in itself.
+            for piece in self.pieces(token, tiles):
+                self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=piece)
+            return
+        # HBM -> SRAM: each piece arrives over the link into its cores' buffer.
         cores, share = self.layout(transfer.result)
         target = self.buffer(transfer.result, share)
         for piece in self.pieces(token, tiles):
@@ -209,9 +214,16 @@ class _Lowering:
         if isinstance(op, (pim.EmbeddingOp, pim.PositionEmbeddingOp)):
             self.section.hbm.extend(lower_lookup(_elements(op.result), self.hbm_cfg))
             return
+        if isinstance(op, pim.KVAppendOp):
+            decl = _declaration(op, op.cache)
+            placement = from_dict_attr(HbmPlacement, decl.placement)
+            self.section.hbm.extend(
+                lower_cache_append(_elements(op.value), placement, self.hbm_cfg)
+            )
+            return
         raise HpimError(
             f"convert-pim-to-isa: '{op.name}' on #pim.hbm is not supported yet "
-            "(normal-mode HBM access: a KV cache in HBM, attention in HBM)"
+            "(attention in HBM-PIM: the hbm-only policy)"
         )
 
     def pipelined_token(self, op: pim.LinearOp) -> tuple[list[int] | None, int]:
@@ -270,15 +282,14 @@ class _Lowering:
     def lower_scores(self, op: pim.AttentionScoresOp) -> None:
         tile = from_dict_attr(AttentionTile, op.tile)
         head_dim = _elements(op.query) // tile.heads
-        keys = self.cache_buffers[op.keys.owner.cache.string_value()]
         query = self.buffers[op.query]
         per_head = 2 * tile.heads_per_core
         # Room for ceil((ctx + 1) / cores_per_head) FP16 scores of each head the core runs.
         room = Affine(per_head, per_head * tile.cores_per_head, tile.cores_per_head)
         scores = self.buffer(op.result, room)
         for _ in range(tile.heads_per_core):
-            self.section.sram.add(
-                SramOp.MVM, (0, tile.cores), dst=scores, src0=query, src1=keys,
+            self.attention_product(
+                op.keys, tile, dst=scores, src0=query,
                 sizes=[head_dim, (CTX + 1).ceildiv(tile.cores_per_head)],
             )
 
@@ -297,16 +308,25 @@ class _Lowering:
     def lower_values(self, op: pim.AttentionValuesOp) -> None:
         tile = from_dict_attr(AttentionTile, op.tile)
         head_dim = _elements(op.result) // tile.heads
-        values = self.cache_buffers[op.values.owner.cache.string_value()]
         probs = self.buffers[op.probs]
         out = self.buffer(op.result)
         for _ in range(tile.heads_per_core):
-            self.section.sram.add(
-                SramOp.MVM, (0, tile.cores), dst=out, src0=probs, src1=values,
+            self.attention_product(
+                op.values, tile, dst=out, src0=probs,
                 sizes=[(CTX + 1).ceildiv(tile.cores_per_head), head_dim],
             )
             if tile.cores_per_head > 1:  # the head's partial outputs, summed
                 self.per_head_group(tile, SramOp.REDUCE, out, head_dim * BYTES_FP16)
+
+    def attention_product(self, cache: SSAValue, tile: AttentionTile, dst: int, src0: int, sizes) -> None:
+        """q.K^T or s.V of one head per core: an `mvm` on the resident cache's PIM buffer, or
+        a `stream_mvm` that streams a cache kept in HBM through the macros."""
+        cores = (0, tile.cores)
+        if _streamed_cache(cache):
+            self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=sizes)
+            return
+        resident = self.cache_buffers[cache.owner.cache.string_value()]
+        self.section.sram.add(SramOp.MVM, cores, dst=dst, src0=src0, src1=resident, sizes=sizes)
 
     def per_head_group(self, tile: AttentionTile, op: SramOp, buffer: int, size: int) -> None:
         """A collective among the cores sharing each head."""
@@ -315,6 +335,12 @@ class _Lowering:
             self.section.sram.add(
                 op, (first, first + tile.cores_per_head), dst=buffer, src0=buffer, sizes=[size]
             )
+
+
+def _streamed_cache(value: SSAValue) -> bool:
+    """A cache's context arriving from HBM (a KV cache kept in HBM)."""
+    owner = value.owner
+    return isinstance(owner, pim.TransferOp) and isinstance(owner.input.owner, pim.KVAppendOp)
 
 
 def _attention_tile_of(value: SSAValue) -> tuple[str, AttentionTile] | None:
@@ -367,7 +393,11 @@ class ConvertPimToIsaPass(ModulePass):
     Options:
     - `hw` (default `hpim`): hardware preset or TOML file.
 
-    Not yet supported (an error names the op): prefill, a KV cache in HBM, attention in HBM.
+    A KV cache in HBM: HBM-PIM writes the step's K and V rows at the end of the cache and
+    reads the whole context out (a `read` whose row count grows with `ctx`), and SRAM-PIM
+    streams it through its macros (`stream_mvm`) instead of multiplying a resident matrix.
+
+    Not yet supported (an error names the op): prefill, attention in HBM-PIM (`hbm-only`).
     """
 
     name = "convert-pim-to-isa"

@@ -7,6 +7,7 @@ the HBM stream, and the SRAM-side helpers for the other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from xdsl.ir import Operation
@@ -93,6 +94,38 @@ def lower_gemv(
         if tokens is not None:
             ops.append(hbm_isa.SignalOp(tok=tokens[index]))
     return ops
+
+
+def _stream_rows(bytes_per_channel: int, hbm: HbmConfig) -> tuple[int, int]:
+    """`bytes_per_channel` as (rows, columns) of a `read`/`write` over every bank of a
+    channel: whole rows of every bank while they fill, else one row of fewer columns."""
+    per_row = hbm.banks_per_channel * hbm.row_bytes
+    if bytes_per_channel >= per_row:
+        return -(-bytes_per_channel // per_row), hbm.columns
+    per_column = hbm.banks_per_channel * hbm.column_bytes
+    return 1, max(1, -(-bytes_per_channel // per_column))
+
+
+def lower_cache_append(
+    values: int, placement: HbmPlacement, hbm: HbmConfig
+) -> list[Operation]:
+    """A KV cache in HBM: the step's K (or V) row, `values` FP16 spread over the cache's
+    channels, written at the end of the cache; then the whole context (the new token
+    included) read out towards the SRAM-PIM cores: `ceil((ctx + 1) * bytes / (banks x page))`
+    rows of every bank, bound per step (`ctx` is the symbolic context length). Rows are layer
+    0's; the cache is laid out layer-major with the weights, so the section's `row_stride`
+    moves them to each layer's."""
+    channels = placement.channels
+    per_token = -(-values * BYTES_FP16 // channels)
+    rows, cols = _stream_rows(per_token, hbm)
+    write = hbm_isa.WriteOp(ch_lo=0, ch_hi=channels, row=placement.row_base, rows=rows, cols=cols)
+    per_row = hbm.banks_per_channel * hbm.row_bytes
+    divisor = math.gcd(per_token, per_row)
+    read = hbm_isa.ReadOp(
+        ch_lo=0, ch_hi=channels, row=placement.row_base, rows=1, cols=hbm.columns,
+        per_ctx=per_token // divisor, ctx_div=per_row // divisor,
+    )
+    return [write, read]
 
 
 def lower_lookup(values: int, hbm: HbmConfig) -> list[Operation]:

@@ -20,10 +20,10 @@ The GEMV mapping (the paper's §compiler step 3, made concrete where it is silen
   spread over the first channels, never dropped.
 
 Weights are laid out layer-major in every bank: the rows of all layered weights of layer `l`
+(and of its KV cache, when the cache is in HBM, sized for the model's maximum positions)
 follow those of layer `l - 1`, so one per-layer row stride locates any layer; non-layered
-weights (embedding tables, the LM head) follow the last layer. A KV cache placed in HBM takes
-the rows after them. If the total exceeds the banks' rows the pass fails with the bytes
-needed and available.
+weights (embedding tables, the LM head) follow the last layer. If the total exceeds the
+banks' rows the pass fails with the bytes needed and available.
 """
 
 from __future__ import annotations
@@ -241,6 +241,13 @@ class PimTileHbmPass(ModulePass):
                 rows, channels = _vector_rows(per_layer, hbm), hbm.total_channels
             (layered if decl.layered else flat).append((decl, rows, channels))
 
+        # A KV cache in HBM is layered data too: each layer's K (V) for every position
+        # follows that layer's weights, so one stride moves from layer to layer.
+        for cache in op.ops:
+            if isinstance(cache, pim.KVCacheOp) and cache.place == pim.HBM:
+                _, capacity, width = cache.type.get_shape()
+                layered.append((cache, _vector_rows(capacity * width, hbm), hbm.total_channels))
+
         stride = sum(rows for _, rows, _ in layered)
         layers = next((d.type.get_shape()[0] for d, _, _ in layered), 0)
         base = 0
@@ -252,13 +259,7 @@ class PimTileHbmPass(ModulePass):
             decl.placement = to_dict_attr(HbmPlacement(base, rows, 0, channels), on="hbm")
             base += rows
         if base > hbm.rows:
-            raise _fit_error(base, hbm, "the model's weights")
-
-        for cache in op.ops:
-            if isinstance(cache, pim.KVCacheOp) and cache.place == pim.HBM:
-                layers_c, capacity, width = cache.type.get_shape()
-                rows = _vector_rows(capacity * width, hbm)
-                cache.placement = to_dict_attr(HbmPlacement(base, rows, rows, hbm.total_channels), on="hbm")
-                base += layers_c * rows
-                if base > hbm.rows:
-                    raise _fit_error(base, hbm, "the weights and the HBM-resident KV cache")
+            what = "the model's weights" + (
+                " and its KV cache" if any(isinstance(d, pim.KVCacheOp) for d, _, _ in layered) else ""
+            )
+            raise _fit_error(base, hbm, what)

@@ -1,4 +1,5 @@
 // RUN: hpim import opt-125m | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-tile-sram{max-context=256},pim-schedule,pim-insert-pipeline,convert-pim-to-isa' | filecheck %s
+// RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim{kv-cache=hbm},pim-tile-hbm,pim-tile-sram,pim-schedule,pim-insert-pipeline,convert-pim-to-isa' | filecheck %s --check-prefix=KVHBM
 // RUN: hpim import opt-125m --phase prefill --prompt 8 | not hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-tile-sram{max-context=256},pim-schedule,pim-insert-pipeline,convert-pim-to-isa' 2>&1 | filecheck %s --check-prefix=PREFILL
 
 // OPT-125M's decode step as three sections of two streams. The layer section exists once,
@@ -32,5 +33,18 @@
 // CHECK-LABEL: hbm_isa.stream attributes {section = "epilogue"
 // CHECK-NOT: {{[ "]llm\.}}
 // CHECK-NOT: {{[ "]pim\.}}
+
+// A KV cache in HBM (OPT-30B): HBM-PIM appends the token's K (7168 x 2 B over 64 channels:
+// 224 B, one column of every bank) and reads the whole context back, 224 B per token and
+// channel in rows of 64 banks x 1 KiB: 1 + ceil(7 ctx / 2048) rows. SRAM-PIM streams it
+// through its macros; OPT-30B's 56 heads run in two phases on 28 cores.
+// KVHBM-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 48 : i64, row_stride = 342 : i64}
+// KVHBM: hbm_isa.write ch 0 to 64 row 328 rows 1 cols 1
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 1 cols 32 ctx 7 / 2048
+// KVHBM-NEXT: hbm_isa.signal tok [[K:[0-9]+]]
+// KVHBM-LABEL: sram_isa.stream attributes {section = "layers"
+// KVHBM: sram_isa.wait cores 0 to 32 tok [[K]]
+// KVHBM: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ctx + 1"
+// KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28
 
 // PREFILL: convert-pim-to-isa lowers a decode step (func @decode_step)
