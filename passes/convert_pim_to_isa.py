@@ -40,15 +40,52 @@ def _elements(value: SSAValue) -> int:
     return count
 
 
+PARTS = ("qkv", "attention", "attention_proj", "ffn", "other")
+"""The parts of a layer the simulator reports time for (the paper's breakdown). Every ISA
+instruction carries the part it works for as its `part` attribute."""
+
+_PROJECTION_PARTS = {
+    "q_proj": "qkv",
+    "k_proj": "qkv",
+    "v_proj": "qkv",
+    "o_proj": "attention_proj",
+    "fc1": "ffn",
+    "fc2": "ffn",
+    "gate_proj": "ffn",
+    "up_proj": "ffn",
+    "down_proj": "ffn",
+}
+
+
+def part_of(op: Operation) -> str:
+    """The part of the layer a `pim` op belongs to; a transfer's signal belongs to the
+    value's producer, its wait to the value's first consumer."""
+    if isinstance(op, pim.SignalOp):
+        return part_of(op.prev_op.input.owner)
+    if isinstance(op, pim.WaitOp):
+        return part_of(op.next_op)
+    if isinstance(op, pim.LinearOp):
+        return _PROJECTION_PARTS.get(op.weight.owner.weight.string_value(), "other")
+    if isinstance(
+        op, (pim.KVAppendOp, pim.AttentionScoresOp, pim.SoftmaxOp, pim.AttentionValuesOp, pim.RoPEOp)
+    ):
+        return "attention"
+    if isinstance(op, (pim.ReluOp, pim.GeluOp, pim.SiluOp, pim.MulOp)):
+        return "ffn"
+    return "other"
+
+
 @dataclass
 class _Section:
-    """The two streams of one section (prologue, the repeated layer body, epilogue)."""
+    """The two streams of one section (prologue, the repeated layer body, epilogue), and the
+    part each SRAM record works for."""
 
     name: str
     repeat: int
     row_stride: int
     hbm: list[Operation] = field(default_factory=list)
     sram: ProgramBuilder = field(default_factory=ProgramBuilder)
+    sram_parts: list[str] = field(default_factory=list)
 
 
 class _Lowering:
@@ -153,6 +190,16 @@ class _Lowering:
         self.buffers[layers.result] = state
 
     def lower(self, op: Operation) -> None:
+        """Lower one op and tag what it emitted with its part."""
+        section = self.section
+        hbm_before = len(section.hbm)
+        self.lower_op(op)
+        part = StringAttr(part_of(op))
+        for emitted in section.hbm[hbm_before:]:
+            emitted.attributes["part"] = part
+        section.sram_parts.extend([part.data] * (len(section.sram.rows) - len(section.sram_parts)))
+
+    def lower_op(self, op: Operation) -> None:
         if isinstance(op, (pim.GetWeightOp, pim.TransferOp, func.ReturnOp, pim.YieldOp)):
             return  # weights are addressed by the tiles; transfers by their sync pair
         if isinstance(op, pim.SignalOp):
@@ -427,7 +474,10 @@ class ConvertPimToIsaPass(ModulePass):
                     row_stride=section.row_stride,
                 )
             )
+            section.sram_parts.extend(["other"] * (len(section.sram.rows) - len(section.sram_parts)))
             stream = sram_isa.ops_from_program(section.sram.build())
+            for instruction, part in zip(stream.body.block.ops, section.sram_parts, strict=True):
+                instruction.attributes["part"] = StringAttr(part)
             stream.properties["section"] = StringAttr(section.name)
             stream.properties["repeat"] = IntegerAttr(section.repeat, 64)
             op.body.block.add_op(stream)
