@@ -15,7 +15,12 @@ from xdsl.passes import ModulePass
 from hpim_ir.dialects import hbm_isa, pim, sram_isa
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import Hardware, load_hardware
-from hpim_ir.passes.lower_hbm import lower_cache_append, lower_gemv, lower_lookup
+from hpim_ir.passes.lower_hbm import (
+    lower_attention_product,
+    lower_cache_append,
+    lower_gemv,
+    lower_lookup,
+)
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
 from hpim_ir.passes.pim_tile_sram import AttentionTile
 from hpim_ir.sim.sram.program import CTX, Affine, ProgramBuilder, Space, SramOp, VcuFn
@@ -38,6 +43,10 @@ def _elements(value: SSAValue) -> int:
     for dim in value.type.get_shape():
         count *= max(dim, 1)
     return count
+
+
+def _symbolic(value: SSAValue) -> bool:
+    return any(dim < 0 for dim in value.type.get_shape())
 
 
 PARTS = ("qkv", "attention", "attention_proj", "ffn", "other")
@@ -132,9 +141,13 @@ class _Lowering:
             )
         return self.buffers[value]
 
-    def vector_share(self, value: SSAValue) -> int:
-        """Bytes per core of a vector split evenly over every core."""
-        return -(-_elements(value) * BYTES_FP16 // self.cores)
+    def vector_share(self, value: SSAValue) -> int | Affine:
+        """Bytes per core of a vector split evenly over every core; a tensor whose length is
+        the context (attention scores) has `ctx + 1` along it."""
+        static = _elements(value) * BYTES_FP16
+        if _symbolic(value):
+            return ((CTX + 1) * static).ceildiv(self.cores)
+        return -(-static // self.cores)
 
     def layout(self, value: SSAValue) -> tuple[tuple[int, int], int]:
         """The cores holding `value` and the bytes each holds: the heads a core serves for
@@ -247,7 +260,8 @@ class _Lowering:
         target = self.buffer(transfer.result, share)
         for piece in self.pieces(token, tiles):
             self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=piece)
-            self.section.sram.add(SramOp.LOAD, cores, dst=target, sizes=[-(-share // tiles)])
+            piece_bytes = share.ceildiv(tiles) if isinstance(share, Affine) else -(-share // tiles)
+            self.section.sram.add(SramOp.LOAD, cores, dst=target, sizes=[piece_bytes])
 
     # HBM-PIM --------------------------------------------------------------------------------
 
@@ -264,14 +278,30 @@ class _Lowering:
         if isinstance(op, pim.KVAppendOp):
             decl = _declaration(op, op.cache)
             placement = from_dict_attr(HbmPlacement, decl.placement)
+            streamed = any(isinstance(use.operation, pim.TransferOp) for use in op.result.uses)
             self.section.hbm.extend(
-                lower_cache_append(_elements(op.value), placement, self.hbm_cfg)
+                lower_cache_append(_elements(op.value), placement, self.hbm_cfg, streamed)
             )
             return
-        raise HpimError(
-            f"convert-pim-to-isa: '{op.name}' on #pim.hbm is not supported yet "
-            "(attention in HBM-PIM: the hbm-only policy)"
-        )
+        if isinstance(op, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
+            cache = op.keys if isinstance(op, pim.AttentionScoresOp) else op.values
+            decl = _declaration(op, cache.owner.cache)
+            placement = from_dict_attr(HbmPlacement, decl.placement)
+            heads = op.num_heads.value.data
+            if isinstance(op, pim.AttentionScoresOp):
+                head_dim = _elements(op.query) // heads
+                # ctx + 1 FP16 scores per head: 1 + ceil(ctx / 16) bursts.
+                bursts = (1, 1, hbm_bursts_per_value(self.hbm_cfg))
+                values_in = head_dim
+            else:
+                head_dim = _elements(op.result) // heads
+                bursts = (-(-head_dim * BYTES_FP16 // self.hbm_cfg.column_bytes), 0, 1)
+                values_in = self.hbm_cfg.global_buffer_slots * self.hbm_cfg.column_bytes // BYTES_FP16
+            self.section.hbm.extend(
+                lower_attention_product(heads, head_dim, values_in, bursts, placement, self.hbm_cfg)
+            )
+            return
+        raise HpimError(f"convert-pim-to-isa: '{op.name}' on #pim.hbm is not supported")
 
     def pipelined_token(self, op: pim.LinearOp) -> tuple[list[int] | None, int]:
         """The ISA tokens (one per piece) and the piece count of the transfer that sends
@@ -299,7 +329,7 @@ class _Lowering:
                 sram.add(SramOp.ALLGATHER, cores, dst=target, src0=inputs[0], sizes=[8])
             sram.add(
                 SramOp.VCU, cores, kind=_VECTOR_FNS[type(op)], dst=target, src0=inputs[0],
-                src1=inputs[1] if len(inputs) > 1 else -1, sizes=[share // BYTES_FP16],
+                src1=inputs[1] if len(inputs) > 1 else -1, sizes=[_elements_of_share(share)],
             )
             return
         lowerings = {
@@ -341,6 +371,16 @@ class _Lowering:
             )
 
     def lower_softmax(self, op: pim.SoftmaxOp) -> None:
+        if op.input not in self.buffers or not isinstance(op.input.owner, pim.AttentionScoresOp):
+            # Scores computed in HBM-PIM arrive split over every core: one vector softmax.
+            cores, share = self.layout(op.input)
+            scores = self.buffers[op.input]
+            self.buffers[op.result] = scores
+            self.section.sram.add(
+                SramOp.VCU, cores, kind=VcuFn.SOFTMAX, dst=scores, src0=scores,
+                sizes=[_elements_of_share(share)],
+            )
+            return
         tile = from_dict_attr(AttentionTile, op.tile)
         scores = self.buffers[op.input]
         self.buffers[op.result] = scores
@@ -384,6 +424,11 @@ class _Lowering:
             )
 
 
+def hbm_bursts_per_value(hbm) -> int:
+    """FP16 values per 32 B burst."""
+    return hbm.column_bytes // BYTES_FP16
+
+
 def _streamed_cache(value: SSAValue) -> bool:
     """A cache's context arriving from HBM (a KV cache kept in HBM)."""
     owner = value.owner
@@ -409,6 +454,13 @@ def _attention_tile_of(value: SSAValue) -> tuple[str, AttentionTile] | None:
             if isinstance(user, (pim.TransferOp, pim.RoPEOp)):
                 pending.extend(user.results)
     return None
+
+
+def _elements_of_share(share: int | Affine) -> int | Affine:
+    """FP16 elements in a share of bytes."""
+    if isinstance(share, Affine):
+        return share.ceildiv(BYTES_FP16)
+    return share // BYTES_FP16
 
 
 def _declaration(op: Operation, ref) -> Operation:

@@ -107,11 +107,13 @@ def _stream_rows(bytes_per_channel: int, hbm: HbmConfig) -> tuple[int, int]:
 
 
 def lower_cache_append(
-    values: int, placement: HbmPlacement, hbm: HbmConfig
+    values: int, placement: HbmPlacement, hbm: HbmConfig, read_context: bool
 ) -> list[Operation]:
     """A KV cache in HBM: the step's K (or V) row, `values` FP16 spread over the cache's
     channels, written at the end of the cache; then the whole context (the new token
-    included) read out towards the SRAM-PIM cores: `ceil((ctx + 1) * bytes / (banks x page))`
+    included) read out towards the SRAM-PIM cores if they compute the attention
+    (`read_context`; attention in HBM-PIM reads the cache in place): `ceil((ctx + 1) * bytes /
+    (banks x page))`
     rows of every bank, bound per step (`ctx` is the symbolic context length). Rows are layer
     0's; the cache is laid out layer-major with the weights, so the section's `row_stride`
     moves them to each layer's."""
@@ -119,6 +121,8 @@ def lower_cache_append(
     per_token = -(-values * BYTES_FP16 // channels)
     rows, cols = _stream_rows(per_token, hbm)
     write = hbm_isa.WriteOp(ch_lo=0, ch_hi=channels, row=placement.row_base, rows=rows, cols=cols)
+    if not read_context:
+        return [write]
     per_row = hbm.banks_per_channel * hbm.row_bytes
     divisor = math.gcd(per_token, per_row)
     read = hbm_isa.ReadOp(
@@ -126,6 +130,40 @@ def lower_cache_append(
         per_ctx=per_token // divisor, ctx_div=per_row // divisor,
     )
     return [write, read]
+
+
+def lower_attention_product(
+    heads: int, head_dim: int, values_in: int, out_bursts: tuple[int, int, int],
+    placement: HbmPlacement, hbm: HbmConfig,
+) -> list[Operation]:
+    """q.K^T or s.V computed in HBM-PIM beside a KV cache kept there (AttAcc-style): heads
+    spread over the channels, each channel streams its heads' cache rows through the bank
+    PUs against the input in the global buffer, then reads the results out.
+
+    A head's cache (`ctx + 1` tokens of `head_dim` FP16) is spread over every bank of its
+    channel: ceil((ctx + 1) * head_dim / (banks * values per row)) rows. `values_in` is the
+    input of one head (q: head_dim; the probabilities: one segment, reloaded per segment in
+    reality, which costs wr_gb commands only); `out_bursts` is (constant, per_ctx, ctx_div) of
+    the 32 B bursts one head's result takes."""
+    channels = min(heads, placement.channels)
+    per_channel = -(-heads // channels)
+    values_per_row = hbm.row_bytes // BYTES_FP16
+    per_row = hbm.banks_per_channel * values_per_row
+    divisor = math.gcd(head_dim, per_row)
+    slots = min(hbm.global_buffer_slots, -(-values_in * BYTES_FP16 // hbm.column_bytes))
+    constant, per_ctx, ctx_div = out_bursts
+    ops: list[Operation] = []
+    for _ in range(per_channel):
+        ops.append(hbm_isa.LoadGbOp(ch_lo=0, ch_hi=channels, cols=slots))
+        ops.append(
+            hbm_isa.GemvOp(
+                ch_lo=0, ch_hi=channels, row=placement.row_base, rows=1, cols=hbm.columns,
+                per_ctx=head_dim // divisor, ctx_div=per_row // divisor,
+            )
+        )
+        readout = {"per_ctx": per_ctx, "ctx_div": ctx_div} if per_ctx else {}
+        ops.append(hbm_isa.ReadoutOp(ch_lo=0, ch_hi=channels, n=constant, **readout))
+    return ops
 
 
 def lower_lookup(values: int, hbm: HbmConfig) -> list[Operation]:

@@ -131,7 +131,12 @@ class PimTileSramPass(ModulePass):
                 continue
             if isinstance(inner, pim.GetWeightOp):
                 continue
-            if isinstance(inner, _ATTENTION):
+            if isinstance(inner, pim.SoftmaxOp) and not isinstance(
+                inner.input.owner, pim.AttentionScoresOp
+            ):
+                # Scores computed elsewhere (attention in HBM-PIM) arrive as a plain vector.
+                inner.tile = to_dict_attr(VectorTile("vector", cores))
+            elif isinstance(inner, _ATTENTION):
                 heads = (
                     _heads(inner)
                     if isinstance(inner, pim.KVAppendOp)

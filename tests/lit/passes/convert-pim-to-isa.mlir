@@ -1,5 +1,6 @@
 // RUN: hpim import opt-125m | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-tile-sram{max-context=256},pim-schedule,pim-insert-pipeline,convert-pim-to-isa' | filecheck %s
 // RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim{kv-cache=hbm},pim-tile-hbm,pim-tile-sram,pim-schedule,pim-insert-pipeline,convert-pim-to-isa' | filecheck %s --check-prefix=KVHBM
+// RUN: hpim import opt-6.7b | hpim-opt -p 'convert-llm-to-pim{policy=hbm-only},pim-tile-hbm,pim-tile-sram,pim-schedule,pim-insert-pipeline,convert-pim-to-isa' | filecheck %s --check-prefix=HBMONLY
 // RUN: hpim import opt-125m --phase prefill --prompt 8 | not hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-tile-sram{max-context=256},pim-schedule,pim-insert-pipeline,convert-pim-to-isa' 2>&1 | filecheck %s --check-prefix=PREFILL
 
 // OPT-125M's decode step as three sections of two streams. The layer section exists once,
@@ -46,5 +47,17 @@
 // KVHBM: sram_isa.wait cores 0 to 32 tok [[K]]
 // KVHBM: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ctx + 1"
 // KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28
+
+// hbm-only (AttAcc-style), OPT-6.7B: K is appended in HBM and q.K^T runs there, one head per
+// channel over its cache rows: 1 + ceil(ctx / 256) rows of 64 banks x 512 values for 128-dim
+// keys; the ctx + 1 scores go to SRAM-PIM for the softmax and come back for s.V.
+// HBMONLY-LABEL: hbm_isa.stream attributes {section = "layers"
+// HBMONLY: hbm_isa.write ch 0 to 64 row {{[0-9]+}} rows 1 cols 1
+// HBMONLY-NOT: hbm_isa.read
+// HBMONLY: hbm_isa.gemv ch 0 to 32 row {{[0-9]+}} rows 1 cols 32 ctx 1 / 256 {part = "attention"}
+// HBMONLY-NEXT: hbm_isa.readout ch 0 to 32 n 1 ctx 1 / 16
+// HBMONLY-NEXT: hbm_isa.signal
+// HBMONLY-LABEL: sram_isa.stream attributes {section = "layers"
+// HBMONLY: sram_isa.vcu softmax cores 0 to 32 {{.*}} n "ceildiv(64*ctx + 64, 64)"
 
 // PREFILL: convert-pim-to-isa lowers a decode step (func @decode_step)

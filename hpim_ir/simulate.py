@@ -1,0 +1,257 @@
+"""End-to-end simulation of a request: what `hpim simulate` runs.
+
+A request is a prefill of `prompt` tokens, then `generate` decode steps; step `i` has
+`prompt + i` tokens in the KV cache (the `%position` of the decode step) and attends over
+`prompt + i + 1` keys, as the GPU baselines count them. The decode step is compiled once
+(`hpim-lower`, cached on disk by model, hardware and options) and simulated by the central
+scheduler at each step's context length. By default a few context lengths are simulated and
+the steps between them interpolated (a step's time is piecewise affine in the context: the
+attention grows with it, the rest does not); `exact=True` simulates every step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hpim_ir import __version__
+from hpim_ir.errors import HpimError
+from hpim_ir.frontend import ModelConfig, load_config
+from hpim_ir.hardware import Hardware, load_hardware
+
+PARTS = ("qkv", "attention", "attention_proj", "ffn", "other")
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """What the compiled decode step depends on (the cache key)."""
+
+    model: str
+    hw: str = "hpim"
+    policy: str = "hpim"
+    pipeline: bool = True
+    granularity: str = "tile"
+    kv_cache: str | None = None
+
+    def lower_pass(self):
+        from hpim_ir.passes.hpim_lower import HpimLowerPass
+
+        return HpimLowerPass(
+            hw=self.hw,
+            policy=self.policy,
+            pipeline=self.pipeline,
+            granularity=self.granularity,
+            kv_cache=self.kv_cache,
+        )
+
+
+def cache_dir() -> Path:
+    """Where compiled programs are kept: $HPIM_CACHE_DIR, else ~/.cache/hpim."""
+    return Path(os.environ.get("HPIM_CACHE_DIR") or Path.home() / ".cache" / "hpim")
+
+
+def _source_text(spec: str) -> str:
+    """The text a model or hardware name stands for (a file's content, else the name), so
+    editing a config or TOML file invalidates the cache."""
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "config.json"
+    return path.read_text() if path.is_file() else spec
+
+
+def cache_key(options: CompileOptions) -> str:
+    material = json.dumps(
+        {
+            "options": asdict(options),
+            "model": _source_text(options.model),
+            "hw": _source_text(options.hw),
+            "version": __version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:24]
+
+
+def compile_decode_step(options: CompileOptions, use_cache: bool = True):
+    """The compiled decode step (an ISA module) and whether it came from the disk cache."""
+    from xdsl.context import Context
+    from xdsl.printer import Printer
+
+    from hpim_ir import import_model
+    from hpim_ir.opt import parse_module_text
+
+    path = cache_dir() / f"{cache_key(options)}.mlir"
+    if use_cache and path.is_file():
+        return parse_module_text(path.read_text(), str(path)), True
+    module = import_model(options.model, phase="decode")
+    options.lower_pass().apply(Context(), module)
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            with open(temporary, "w") as out:
+                Printer(stream=out).print_op(module)
+            temporary.replace(path)  # atomic: a concurrent reader never sees half a file
+        except OSError as error:
+            raise HpimError(f"cannot write the compile cache {path}: {error.strerror}") from None
+    return module, False
+
+
+def decode_contexts(prompt: int, generate: int) -> np.ndarray:
+    """The context length (tokens already cached) of each decode step."""
+    return prompt + np.arange(generate)
+
+
+def sampled_contexts(contexts: np.ndarray, samples: int) -> np.ndarray:
+    """At most `samples` contexts spread evenly over the steps, the first and last included."""
+    if len(contexts) <= samples:
+        return contexts
+    picks = np.unique(np.round(np.linspace(0, len(contexts) - 1, samples)).astype(int))
+    return contexts[picks]
+
+
+def interpolate(sampled: np.ndarray, values: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """Per-step values at `contexts` from the simulated `sampled` ones (piecewise linear)."""
+    if values.ndim == 1:
+        return np.interp(contexts, sampled, values)
+    return np.stack([np.interp(contexts, sampled, column) for column in values.T], axis=1)
+
+
+@dataclass(frozen=True)
+class PrefillEstimate:
+    """The prefill on SRAM-PIM, modelled analytically from the hardware description (see
+    `prefill_estimate`); `parts` in ms."""
+
+    ms: float
+    parts: dict[str, float]
+    flops: float
+    weight_bytes: float
+
+
+def prefill_estimate(config: ModelConfig, hw: Hardware, prompt: int) -> PrefillEstimate:
+    """The prefill runs on SRAM-PIM (the paper's mapping): every projection is a GEMM on the
+    cores' TCUs with its weights streamed in from HBM over the link. Each GEMM takes the
+    longer of its compute at the TCUs' peak (cores x rows x cols MACs per cycle) and its
+    weight stream (bytes over the slower of the link and HBM's external bandwidth); the
+    causal attention is 2 x S^2/2 x hidden MACs per layer on the TCUs plus the softmax of
+    S^2/2 scores per head at the VCUs' exp rate; the LM head runs for the last token only.
+
+    Not cycle-simulated: the decode step is (`convert-pim-to-isa` lowers decode steps only).
+    """
+    sram = hw.sram
+    if sram is None:
+        raise HpimError(f"hardware {hw.name!r} has no SRAM-PIM part to run the prefill on")
+    clock = sram.clock_mhz * 1e6
+    macs_per_s = sram.cores * sram.tcu.rows * sram.tcu.cols * clock
+    bytes_per_s = min(hw.link.bandwidth_gbs, hw.hbm.peak_bandwidth_gbs) * 1e9
+    c, s = config, prompt
+
+    def gemm(rows: int, inputs: int, outputs: int) -> tuple[float, float]:
+        macs = rows * inputs * outputs
+        return max(macs / macs_per_s, inputs * outputs * 2 / bytes_per_s), 2.0 * macs
+
+    per_layer = {
+        "qkv": [gemm(s, c.hidden, c.q_width), gemm(s, c.hidden, c.kv_width), gemm(s, c.hidden, c.kv_width)],
+        "attention_proj": [gemm(s, c.q_width, c.hidden)],
+        "ffn": [gemm(s, c.hidden, c.ffn), gemm(s, c.ffn, c.hidden)]
+        + ([gemm(s, c.hidden, c.ffn)] if c.gated_ffn else []),
+    }
+    parts = {part: c.layers * sum(t for t, _ in items) for part, items in per_layer.items()}
+    flops = c.layers * sum(f for items in per_layer.values() for _, f in items)
+    scores = s * (s + 1) / 2 * c.heads
+    attention_macs = 2 * scores * c.head_dim
+    softmax = scores / (sram.cores * sram.vcu.exp_per_cycle * clock)
+    parts["attention"] = c.layers * (attention_macs / macs_per_s + softmax)
+    head_s, head_flops = gemm(1, c.embed_dim, c.vocab_size)
+    parts["other"] = head_s
+    flops += c.layers * 2 * attention_macs + head_flops
+    weights = sum(
+        inputs * outputs
+        for inputs, outputs in [(c.hidden, c.q_width), (c.hidden, c.kv_width), (c.hidden, c.kv_width),
+                                (c.q_width, c.hidden), (c.hidden, c.ffn), (c.ffn, c.hidden)]
+        + ([(c.hidden, c.ffn)] if c.gated_ffn else [])
+    )
+    weight_bytes = 2.0 * (c.layers * weights + c.embed_dim * c.vocab_size)
+    parts_ms = {part: parts.get(part, 0.0) * 1e3 for part in PARTS}
+    return PrefillEstimate(sum(parts_ms.values()), parts_ms, flops, weight_bytes)
+
+
+@dataclass(frozen=True)
+class StepMeasure:
+    """One simulated decode step."""
+
+    ns: float
+    hbm_busy_ns: float
+    sram_busy_ns: float
+    overlap_ns: float
+    energy_pj: float
+    parts_ns: dict[str, float]
+
+
+@dataclass
+class SimulationReport:
+    """What `hpim simulate` reports (`as_dict` is its `--json`)."""
+
+    model: str
+    hw: str
+    policy: str
+    pipeline: bool
+    prompt: int
+    generate: int
+    batch: int
+    prefill_ms: float
+    decode_ms_per_token: float
+    total_ms: float
+    tokens_per_s: float
+    energy_j: float
+    breakdown: dict[str, dict[str, float]]
+    utilization: dict[str, float]
+    exact: bool
+    simulated_steps: int
+    cached: bool
+    baselines: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        report = asdict(self)
+        report["baseline"] = self.baselines[0] if self.baselines else None
+        return report
+
+
+StepFunction = Callable[[int], StepMeasure]
+
+
+def run_request(
+    options: CompileOptions,
+    prompt: int,
+    generate: int,
+    step: StepFunction,
+    exact: bool = False,
+    samples: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[PrefillEstimate, np.ndarray, list[StepMeasure]]:
+    """Prefill estimate, the decode contexts, and the simulated steps (all of them if
+    `exact`, else `samples` of them)."""
+    config = load_config(options.model)
+    if prompt < 1 or generate < 1:
+        raise HpimError(f"prompt ({prompt}) and generate ({generate}) must be at least 1")
+    if prompt + generate > config.max_positions:
+        raise HpimError(
+            f"prompt {prompt} + generate {generate} exceeds {config.name}'s "
+            f"{config.max_positions} positions"
+        )
+    hw = load_hardware(options.hw)
+    prefill = prefill_estimate(config, hw, prompt)
+    contexts = decode_contexts(prompt, generate)
+    chosen = contexts if exact else sampled_contexts(contexts, samples)
+    measures = []
+    for index, context in enumerate(chosen):
+        measures.append(step(int(context)))
+        if progress is not None:
+            progress(index + 1, len(chosen))
+    return prefill, chosen, measures
