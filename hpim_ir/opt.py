@@ -7,16 +7,18 @@ parser records each op's `file:line:col` as its MLIR location (printed only with
 `--print-debuginfo`, as mlir-opt does), and the module is verified op by op before the passes.
 """
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import IO
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.ir import Operation
+from xdsl.ir import Block, Operation
 from xdsl.parser import Parser
 from xdsl.transforms import get_all_passes
 from xdsl.utils.lexer import Span
+from xdsl.utils.mlir_lexer import MLIRLexer
 from xdsl.utils.exceptions import (
     ArgSpecParseError,
     DiagnosticException,
@@ -29,6 +31,14 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from hpim_ir import __version__
 from hpim_ir.errors import HpimError, run_guarded
 from hpim_ir.universe import UPSTREAM_PASSES, all_passes, register_dialects
+
+
+# xDSL 0.74's string-literal regex backtracks exponentially on an unterminated literal (a
+# truncated file hangs the parser for hours). The same pattern with possessive quantifiers
+# (Python >= 3.11) matches exactly the same literals and fails in linear time.
+MLIRLexer._unescaped_characters_regex = re.compile(
+    r'"(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"'
+)
 
 
 class LocatingParser(Parser):
@@ -50,15 +60,39 @@ class LocatingParser(Parser):
         return op
 
 
+def _check_dominance(op: Operation, order: dict[Block, dict[Operation, int]]) -> None:
+    """Every operand is defined before its use: in the same block earlier, or in an enclosing
+    block before the op that contains the use (xDSL does not check this; MLIR does)."""
+    for index, operand in enumerate(op.operands):
+        definer = operand.owner
+        if not isinstance(definer, Operation):
+            continue  # a block argument: defined on entry to its block
+        home = definer.parent_block()
+        user: Operation | None = op
+        while user is not None and user.parent_block() is not home:
+            user = user.parent_op()
+        if home is None or user is None:
+            raise VerifyException(
+                f"'{op.name}': operand {index} is defined in a region that does not enclose it"
+            )
+        if home not in order:
+            order[home] = {o: i for i, o in enumerate(home.ops)}
+        if order[home][definer] >= order[home][user]:
+            raise VerifyException(f"'{op.name}': operand {index} is used before it is defined")
+
+
 def verify_located(module: ModuleOp, starts: dict[Operation, Span]) -> None:
-    """Verify every op, innermost first; a failure raises `VerifyException` whose message
-    is `file:line:col: message` and the source line with a caret under the op.
+    """Verify every op, innermost first, and that values are defined before they are used; a
+    failure raises `VerifyException` whose message is `file:line:col: message` and the source
+    line with a caret under the op.
 
     xDSL's own verifier reports the failing op by printing the whole module; for a model with
     thousands of ops a location is what the user needs.
     """
+    order: dict[Block, dict[Operation, int]] = {}
     for op in module.walk(reverse=True):
         try:
+            _check_dominance(op, order)
             op.verify(verify_nested_ops=False)
         except VerifyException as error:
             message = str(error).removeprefix("Operation does not verify: ")
