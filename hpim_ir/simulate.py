@@ -255,3 +255,171 @@ def run_request(
         if progress is not None:
             progress(index + 1, len(chosen))
     return prefill, chosen, measures
+
+
+def _intervals_ns(
+    starts: np.ndarray, ends: np.ndarray, cycle_ns: float
+) -> tuple[np.ndarray, np.ndarray]:
+    return starts.astype(np.float64) * cycle_ns, ends.astype(np.float64) * cycle_ns
+
+
+def _union_length(starts: np.ndarray, ends: np.ndarray) -> float:
+    """Length of the union of intervals [start, end)."""
+    if len(starts) == 0:
+        return 0.0
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], np.maximum.accumulate(ends[order])
+    # A new run starts where an interval begins after everything before it has ended.
+    new_run = np.ones(len(starts), dtype=bool)
+    new_run[1:] = starts[1:] > ends[:-1]
+    run_ids = np.cumsum(new_run) - 1
+    run_start = starts[new_run]
+    run_end = np.zeros(run_ids[-1] + 1)
+    np.maximum.at(run_end, run_ids, ends)
+    return float((run_end - run_start).sum())
+
+
+def measure_step(program, hw: Hardware, context: int) -> StepMeasure:
+    """Simulate one decode step with the central scheduler and attribute its time to the
+    parts of the layer: a part's time is the union of the intervals during which any of its
+    instructions runs on either subsystem (so overlapped parts both count their time)."""
+    from hpim_ir.sim.scheduler import simulate_machine
+
+    result = simulate_machine(program, hw, context)
+    step = result.step
+    hbm_ns = float(hw.hbm.tck_ns)
+    sram_ns = 1000.0 / hw.sram.clock_mhz if hw.sram is not None else 0.0
+    hbm_starts, hbm_ends = _intervals_ns(result.hbm_start, result.hbm_end, hbm_ns)
+    sram_starts, sram_ends = _intervals_ns(result.sram_start, result.sram_end, sram_ns)
+    hbm_parts, sram_parts = step.hbm_parts(), step.sram_parts()
+    parts = {}
+    for part in PARTS:
+        chosen_starts = []
+        chosen_ends = []
+        if hbm_parts is not None:
+            mask = hbm_parts == part
+            chosen_starts.append(hbm_starts[mask])
+            chosen_ends.append(hbm_ends[mask])
+        if sram_parts is not None:
+            mask = sram_parts == part
+            chosen_starts.append(sram_starts[mask])
+            chosen_ends.append(sram_ends[mask])
+        parts[part] = _union_length(
+            np.concatenate(chosen_starts or [np.zeros(0)]), np.concatenate(chosen_ends or [np.zeros(0)])
+        )
+    sram_busy = result.sram_report.busy_ns if result.sram_report is not None else 0.0
+    return StepMeasure(
+        ns=result.ns,
+        hbm_busy_ns=result.hbm_report.busy_ns,
+        sram_busy_ns=sram_busy,
+        overlap_ns=result.overlap_ns,
+        energy_pj=result.energy_pj["total"],
+        parts_ns=parts,
+    )
+
+
+def _baseline_report(name: str, config: ModelConfig, prompt: int, generate: int) -> dict:
+    """A GPU baseline's estimate of the same request (`hpim_ir.baselines`)."""
+    from hpim_ir.baselines import GpuBaseline
+
+    estimate = GpuBaseline(name).estimate(config, prompt, generate)
+    return {
+        "name": name,
+        "prefill_ms": estimate.prefill_ms,
+        "decode_ms_per_token": estimate.decode_ms_per_token,
+        "total_ms": estimate.total_ms,
+        "tokens_per_s": estimate.tokens_per_s,
+        "breakdown": estimate.breakdown,
+    }
+
+
+def simulate_request(
+    options: CompileOptions,
+    prompt: int,
+    generate: int,
+    baselines: list[str],
+    exact: bool = False,
+    samples: int = 8,
+    use_cache: bool = True,
+    trace: str | None = None,
+    show_progress: bool = False,
+) -> SimulationReport:
+    """Compile (or load) the decode step, simulate the request, compare with baselines."""
+    from hpim_ir.sim.program import MachineProgram
+
+    config = load_config(options.model)
+    hw = load_hardware(options.hw)
+    module, cached = compile_decode_step(options, use_cache)
+    program = MachineProgram.from_module(module, source=config.name)
+
+    progress_bar = None
+    if show_progress:
+        from rich.progress import Progress
+
+        progress_bar = Progress(transient=True)
+        progress_bar.start()
+        task = progress_bar.add_task("decode steps", total=None)
+
+    def progress(done: int, total: int) -> None:
+        if progress_bar is not None:
+            progress_bar.update(task, completed=done, total=total)
+
+    try:
+        prefill, chosen, measures = run_request(
+            options, prompt, generate, lambda ctx: measure_step(program, hw, ctx),
+            exact, samples, progress,
+        )
+    finally:
+        if progress_bar is not None:
+            progress_bar.stop()
+    contexts = decode_contexts(prompt, generate)
+    table = np.array(
+        [[m.ns, m.hbm_busy_ns, m.sram_busy_ns, m.overlap_ns, m.energy_pj]
+         + [m.parts_ns[p] for p in PARTS] for m in measures]
+    )
+    per_step = interpolate(chosen.astype(float), table, contexts.astype(float)) if not exact else table
+    totals = per_step.sum(axis=0)
+    decode_ms = totals[0] / 1e6
+    prefill_ms = prefill.ms
+    total_ms = prefill_ms + decode_ms
+    decode_parts = {p: totals[5 + i] / 1e6 for i, p in enumerate(PARTS)}
+    breakdown = {
+        "prefill": prefill.parts,
+        "decode": decode_parts,
+        "subsystem": {
+            "hbm_busy": totals[1] / 1e6,
+            "sram_busy": totals[2] / 1e6,
+            "overlap": totals[3] / 1e6,
+        },
+    }
+    utilization = {
+        "hbm_busy": totals[1] / totals[0],
+        "sram_busy": totals[2] / totals[0],
+        "overlap": totals[3] / totals[0],
+    }
+    if trace:
+        from hpim_ir.sim.scheduler import simulate_machine
+        from hpim_ir.sim.trace_events import write_trace_events
+
+        write_trace_events(simulate_machine(program, hw, int(contexts[-1])), trace)
+    report = SimulationReport(
+        model=config.name,
+        hw=hw.name,
+        policy=options.policy,
+        pipeline=options.pipeline,
+        prompt=prompt,
+        generate=generate,
+        batch=1,
+        prefill_ms=prefill_ms,
+        decode_ms_per_token=decode_ms / generate,
+        total_ms=total_ms,
+        tokens_per_s=generate / (total_ms / 1e3),
+        energy_j=totals[4] * 1e-12,
+        breakdown=breakdown,
+        utilization=utilization,
+        exact=exact,
+        simulated_steps=len(measures),
+        cached=cached,
+    )
+    report.baselines = [_baseline_report(name, config, prompt, generate) for name in baselines]
+    return report

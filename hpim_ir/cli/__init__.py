@@ -18,6 +18,7 @@ from hpim_ir.errors import run_guarded
 COMMANDS: dict[str, tuple[str, str]] = {
     "import": ("hpim_ir.cli.import_cmd", "import a model into the llm dialect"),
     "compile": ("hpim_ir.cli.compile_cmd", "compile a model to the HBM-PIM and SRAM-PIM ISA"),
+    "simulate": ("hpim_ir.cli.simulate_cmd", "simulate a request (prefill + decode) against baselines"),
     "translate": ("hpim_ir.cli.translate", "convert between hbm_isa IR and .hpimasm assembly"),
     "run-isa": ("hpim_ir.cli.run_isa", "simulate an ISA program at DRAM-command level"),
 }
