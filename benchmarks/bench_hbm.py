@@ -7,8 +7,10 @@ MACs 32 columns of each of 128 rows, so every 32 MACs a row closes and the next 
 lines interleave the channels as a host's command stream would. Measured: device commands
 per second of each engine (median of `--runs`), the same work as two macros, a model-sized
 macro program (the `hpim` machine, 64 channels x 4096 rows x 32 columns), the raw program
-with every channel on its own rows (so that no channel's result can be reused), and the whole
-process `hpim run-isa FILE --hw hbm3-5.2gbps` (median of `--runs` runs).
+with every channel on its own rows (so that no channel's result can be reused), a
+normal-mode stream of the size of a KV cache (`hbm.read` of 64 rows of every bank on every
+channel of the `hpim` machine, 268 MB), and the whole process `hpim run-isa FILE --hw
+hbm3-5.2gbps` (median of `--runs` runs).
 
     python benchmarks/bench_hbm.py [--runs 7] [--output docs/results/hbm-bench.md]
 """
@@ -47,6 +49,10 @@ def macro_program(channels: int, rows: int) -> HbmProgram:
         (HbmOp.LOAD_GB, 0, channels, -1, COLUMNS, 1, 1),
         (HbmOp.GEMV, 0, channels, 0, COLUMNS, rows, 2),
     ])
+
+
+def stream_program(channels: int, rows: int) -> HbmProgram:
+    return HbmProgram.from_rows([(HbmOp.READ, 0, channels, 0, COLUMNS, rows, 1)])
 
 
 def median_seconds(work, runs: int) -> float:
@@ -98,6 +104,12 @@ def main() -> int:
         ("fast engine, `hpim` machine: 64 channels x 4096 rows x 32 columns (macros)",
          lambda: simulate(macro_program(machine.hbm.total_channels, 4096), machine),
          args.runs),
+        ("fast engine, `hpim` machine: `hbm.read` of 64 rows x 32 columns of every bank of "
+         "64 channels", lambda: simulate(stream_program(machine.hbm.total_channels, 64), machine),
+         args.runs),
+        ("reference engine, the same read on one channel",
+         lambda: simulate(stream_program(1, 64), machine, engine="reference"),
+         max(1, args.runs // 3)),
     ]
     for name, work, runs in engine_runs:
         seconds = median_seconds(work, runs)

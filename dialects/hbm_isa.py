@@ -1,13 +1,17 @@
 """The `hbm_isa` dialect: the HBM-PIM controller's instruction stream.
 
-An `hbm_isa.stream` holds one stream in program order. Its instructions come at two levels
+An `hbm_isa.stream` holds one stream in program order (a compiled program has one per
+section: prologue, repeated decoder layers, epilogue). Its instructions come at two levels
 (docs/dialects/hbm_isa.md has the rationale):
 
-- raw commands, one DRAM-PIM command on one channel each (`wr_gb`, `mac_ab`, `act_ab`,
-  `pre_ab`, `rd_out`, `barrier`), for micro-benchmarks and timing tests;
-- macro-instructions (`gemv`, `load_gb`, `readout`), one op for a whole tile on a channel
-  range `ch A to B` (half-open, as `scf.for`), which is what compiled programs use: a model
-  never becomes one op per DRAM command.
+- raw commands, one DRAM command on one channel each: the all-bank PIM commands (`wr_gb`,
+  `mac_ab`, `act_ab`, `pre_ab`, `rd_out`), the single-bank normal-mode commands (`act`, `pre`,
+  `rd`, `wr`, `rda`, `wra`) and `barrier`, for micro-benchmarks and timing tests;
+- macro-instructions (`gemv`, `load_gb`, `readout`; `read`, `write` in normal mode), one op
+  for a whole tile on a channel range `ch A to B` (half-open, as `scf.for`), which is what
+  compiled programs use: a model never becomes one op per DRAM command. The count of `gemv`,
+  `read`, `write` (rows) and `readout` (bursts) may grow with the context length: with
+  `ctx P / D` (properties `per_ctx`, `ctx_div`) it is the count plus ceil(P * ctx / D).
 
 `signal` / `wait` synchronize with the SRAM-PIM stream through integer tokens. Every field is
 an i64 property, not an SSA value: these are instruction fields fixed at compile time, and the
@@ -17,8 +21,9 @@ non-negative, counts positive, channel ranges non-empty); bounds such as `row < 
 machine` are checked against the hardware description when the program is simulated.
 
 The exact semantics of each instruction, a macro given as the raw sequence it stands for, are
-on `HbmOp` in `hpim_ir.sim.hbm.program`. `program_from_ops` and `ops_from_program` convert a
-stream to and from the `HbmProgram` record array that the simulator consumes.
+on `HbmOp` in `hpim_ir.sim.hbm.program`. `program_from_streams` and `streams_from_program`
+convert a module's streams to and from the `HbmProgram` record array (with its sections) that
+the simulator consumes.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from xdsl.traits import HasParent, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from hpim_ir.asm.syntax import (
+    CONTEXT_FIELDS,
     HBM_BY_MNEMONIC,
     Channels,
     ChannelForm,
@@ -50,9 +56,10 @@ from hpim_ir.asm.syntax import (
     fields_of_record,
     instruction_problem,
     record_of_fields,
+    section_problem,
 )
 from hpim_ir.errors import HpimError
-from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram, Section
 
 
 # --- the stream ------------------------------------------------------------------------------
@@ -133,6 +140,8 @@ class StreamOp(IRDLOperation):
             raise VerifyException(
                 f"'{self.name}': row_stride must be non-negative, got {self.row_stride_value}"
             )
+        if self.section is not None and (problem := section_problem(self.section.data, None, None)):
+            raise VerifyException(f"'{self.name}': {problem}")
 
 
 class HbmInstructionOp(IRDLOperation):
@@ -162,8 +171,10 @@ class HbmInstructionOp(IRDLOperation):
         return (self._value("ch"), self._value("ch") + 1)
 
     def values(self) -> dict[str, int]:
-        """The fields after the channel, by name."""
-        return {field.name: self._value(field.name) for field in self.syntax().fields}
+        """The fields after the channel, by name, and `per_ctx`, `ctx_div` when given."""
+        values = {field.name: self._value(field.name) for field in self.syntax().fields}
+        values.update({n: self._value(n) for n in CONTEXT_FIELDS if n in self.properties})
+        return values
 
     def record(self) -> tuple:
         """This instruction as an `HbmProgram` record (line 0: the IR has no source line)."""
@@ -179,6 +190,9 @@ class HbmInstructionOp(IRDLOperation):
         return cls(ch=channels[0], **values)
 
     def verify_(self) -> None:
+        given = [name for name in CONTEXT_FIELDS if name in self.properties]
+        if len(given) == 1:
+            raise VerifyException(f"'{self.name}': per_ctx and ctx_div go together")
         problem = instruction_problem(self.syntax(), self.channels(), self.values(), "{} to {}")
         if problem:
             raise VerifyException(f"'{self.name}': {problem}")
@@ -254,6 +268,68 @@ class BarrierOp(HbmInstructionOp):
     assembly_format = "(`ch` $ch^)? attr-dict"
 
 
+@irdl_op_definition
+class ActOp(HbmInstructionOp):
+    """`hbm_isa.act ch C bank B row R`: activate row R in bank B of channel C (normal mode;
+    bank numbers in `hpim_ir.sim.hbm.normal`)."""
+
+    name = "hbm_isa.act"
+    ch = prop_def(IntegerAttr[I64])
+    bank = prop_def(IntegerAttr[I64])
+    row = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch `bank` $bank `row` $row attr-dict"
+
+
+@irdl_op_definition
+class PreOp(HbmInstructionOp):
+    """`hbm_isa.pre ch C bank B`: precharge bank B of channel C."""
+
+    name = "hbm_isa.pre"
+    ch = prop_def(IntegerAttr[I64])
+    bank = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch `bank` $bank attr-dict"
+
+
+class _ColumnAccessOp(HbmInstructionOp):
+    """A normal-mode column access `ch C bank B row R col K` to one bank; the controller
+    opens row R of the bank first if it is not open."""
+
+    ch = prop_def(IntegerAttr[I64])
+    bank = prop_def(IntegerAttr[I64])
+    row = prop_def(IntegerAttr[I64])
+    col = prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch `bank` $bank `row` $row `col` $col attr-dict"
+
+
+@irdl_op_definition
+class RdOp(_ColumnAccessOp):
+    """`hbm_isa.rd ch C bank B row R col K`: read column K of row R of bank B to the host."""
+
+    name = "hbm_isa.rd"
+
+
+@irdl_op_definition
+class WrOp(_ColumnAccessOp):
+    """`hbm_isa.wr ch C bank B row R col K`: write column K of row R of bank B from the host."""
+
+    name = "hbm_isa.wr"
+
+
+@irdl_op_definition
+class RdaOp(_ColumnAccessOp):
+    """`hbm_isa.rda ch C bank B row R col K`: `rd` with auto-precharge: the bank closes itself
+    as soon as the read allows."""
+
+    name = "hbm_isa.rda"
+
+
+@irdl_op_definition
+class WraOp(_ColumnAccessOp):
+    """`hbm_isa.wra ch C bank B row R col K`: `wr` with auto-precharge."""
+
+    name = "hbm_isa.wra"
+
+
 # --- sync ------------------------------------------------------------------------------------
 
 
@@ -277,12 +353,16 @@ class WaitOp(HbmInstructionOp):
 
 # --- macro-instructions ----------------------------------------------------------------------
 
+_CONTEXT_FORMAT = "(`ctx` $per_ctx^ `/` $ctx_div)? attr-dict"
+"""The optional `ctx P / D` of a macro whose count may grow with the context length."""
+
 
 @irdl_op_definition
 class GemvOp(HbmInstructionOp):
-    """`hbm_isa.gemv ch A to B row R rows N cols K`: on each channel of [A, B), a GEMV tile
-    streamed over N rows from row R and K columns of all banks: `mac_ab row r col k` for r in
-    R..R+N-1, k in 0..K-1."""
+    """`hbm_isa.gemv ch A to B row R rows N cols K [ctx P / D]`: on each channel of [A, B), a
+    GEMV tile streamed over N rows from row R and K columns of all banks: `mac_ab row r col
+    k` for r in R..R+N-1, k in 0..K-1. With `ctx`, N grows by ceil(P * ctx / D) (and may be
+    0 without it): the rows of a KV cache a step attends to."""
 
     name = "hbm_isa.gemv"
     ch_lo = prop_def(IntegerAttr[I64])
@@ -290,7 +370,11 @@ class GemvOp(HbmInstructionOp):
     row = prop_def(IntegerAttr[I64])
     rows = prop_def(IntegerAttr[I64])
     cols = prop_def(IntegerAttr[I64])
-    assembly_format = "`ch` $ch_lo `to` $ch_hi `row` $row `rows` $rows `cols` $cols attr-dict"
+    per_ctx = opt_prop_def(IntegerAttr[I64])
+    ctx_div = opt_prop_def(IntegerAttr[I64])
+    assembly_format = (
+        "`ch` $ch_lo `to` $ch_hi `row` $row `rows` $rows `cols` $cols " + _CONTEXT_FORMAT
+    )
 
 
 @irdl_op_definition
@@ -307,14 +391,50 @@ class LoadGbOp(HbmInstructionOp):
 
 @irdl_op_definition
 class ReadoutOp(HbmInstructionOp):
-    """`hbm_isa.readout ch A to B n N`: read N x 32 B of results out of each channel of [A, B)
-    (N x `rd_out`)."""
+    """`hbm_isa.readout ch A to B n N [ctx P / D]`: read N x 32 B of results out of each
+    channel of [A, B) (N x `rd_out`); with `ctx`, N grows by ceil(P * ctx / D)."""
 
     name = "hbm_isa.readout"
     ch_lo = prop_def(IntegerAttr[I64])
     ch_hi = prop_def(IntegerAttr[I64])
     n = prop_def(IntegerAttr[I64])
-    assembly_format = "`ch` $ch_lo `to` $ch_hi `n` $n attr-dict"
+    per_ctx = opt_prop_def(IntegerAttr[I64])
+    ctx_div = opt_prop_def(IntegerAttr[I64])
+    assembly_format = "`ch` $ch_lo `to` $ch_hi `n` $n " + _CONTEXT_FORMAT
+
+
+class _StreamMacroOp(HbmInstructionOp):
+    """A normal-mode macro `ch A to B row R rows N cols K [ctx P / D]` over columns 0..K-1 of
+    rows R..R+N-1 of every bank of each channel of [A, B), in the order of
+    `hpim_ir.sim.hbm.normal` (bank groups and pseudo-channels interleaved, rows opened
+    ahead); with `ctx`, N grows by ceil(P * ctx / D) (and may be 0 without it)."""
+
+    ch_lo = prop_def(IntegerAttr[I64])
+    ch_hi = prop_def(IntegerAttr[I64])
+    row = prop_def(IntegerAttr[I64])
+    rows = prop_def(IntegerAttr[I64])
+    cols = prop_def(IntegerAttr[I64])
+    per_ctx = opt_prop_def(IntegerAttr[I64])
+    ctx_div = opt_prop_def(IntegerAttr[I64])
+    assembly_format = (
+        "`ch` $ch_lo `to` $ch_hi `row` $row `rows` $rows `cols` $cols " + _CONTEXT_FORMAT
+    )
+
+
+@irdl_op_definition
+class ReadOp(_StreamMacroOp):
+    """`hbm_isa.read ch A to B row R rows N cols K [ctx P / D]`: read the data to the host
+    (an embedding row, the cached K / V streamed to the SRAM-PIM cores)."""
+
+    name = "hbm_isa.read"
+
+
+@irdl_op_definition
+class WriteOp(_StreamMacroOp):
+    """`hbm_isa.write ch A to B row R rows N cols K [ctx P / D]`: write it from the host (a
+    token's K and V appended to a KV cache)."""
+
+    name = "hbm_isa.write"
 
 
 INSTRUCTION_OPS: dict[HbmOp, type[HbmInstructionOp]] = {
@@ -331,27 +451,53 @@ INSTRUCTION_OPS: dict[HbmOp, type[HbmInstructionOp]] = {
         GemvOp,
         LoadGbOp,
         ReadoutOp,
+        ActOp,
+        PreOp,
+        RdOp,
+        WrOp,
+        RdaOp,
+        WraOp,
+        ReadOp,
+        WriteOp,
     )
 }
 
 
-def program_from_ops(stream: StreamOp) -> HbmProgram:
-    """The record array of `stream`, for the simulator. HpimError if the stream is invalid."""
-    try:
-        stream.verify()
-    except VerifyException as error:
-        raise HpimError(str(error)) from None
-    records = [op.record() for op in stream.body.block.ops]
-    return HbmProgram(np.array(records, dtype=RECORD_DTYPE))
+def program_from_streams(streams: Sequence[StreamOp]) -> HbmProgram:
+    """The program of `streams` in order, one section each (`section`, `repeat`, `row_stride`
+    as given), for the simulator. HpimError if a stream is invalid."""
+    records, sections = [], []
+    for stream in streams:
+        try:
+            stream.verify()
+        except VerifyException as error:
+            raise HpimError(str(error)) from None
+        start = len(records)
+        records += [op.record() for op in stream.body.block.ops]
+        sections.append(
+            Section(
+                start,
+                len(records),
+                stream.section.data if stream.section is not None else None,
+                stream.repeat.value.data if stream.repeat is not None else None,
+                stream.row_stride.value.data if stream.row_stride is not None else None,
+            )
+        )
+    return HbmProgram(np.array(records, dtype=RECORD_DTYPE), tuple(sections))
 
 
-def ops_from_program(program: HbmProgram) -> StreamOp:
-    """The stream of `program`'s records; HpimError names a record that is no instruction."""
-    ops = []
-    for index, record in enumerate(program.records.tolist()):
-        syntax, channels, values = fields_of_record(record, index)
-        ops.append(INSTRUCTION_OPS[syntax.op].from_fields(channels, values))
-    return StreamOp(ops)
+def streams_from_program(program: HbmProgram) -> list[StreamOp]:
+    """One stream per section of `program`; HpimError names a record that is no instruction."""
+    records = program.records.tolist()
+    streams = []
+    for section in program.sections:
+        ops = []
+        for index in range(section.start, section.stop):
+            syntax, channels, values = fields_of_record(records[index], index)
+            ops.append(INSTRUCTION_OPS[syntax.op].from_fields(channels, values))
+        fields = {"repeat": section.repeat, "row_stride": section.row_stride}
+        streams.append(StreamOp(ops, section=section.name, **fields))
+    return streams
 
 
 HbmIsa = Dialect("hbm_isa", [StreamOp, *INSTRUCTION_OPS.values()], [])

@@ -1,12 +1,13 @@
 """The `.hpimasm` assembly and the hbm_isa bridge.
 
-- The fast reader and the lark reference give the records the generator meant, record for
-  record, on random programs of every line kind with comments and odd spacing, and the fast
-  path takes every line itself; random corruptions give both the same outcome (the same
-  records or the same HpimError message), and corruptions that are always wrong raise.
+- The fast reader and the lark reference give the records and sections the generator meant
+  on random programs of every line kind (`ctx=A/D` and `.section` directives included) with
+  comments and odd spacing, and the fast path takes every line itself; random corruptions
+  give both the same outcome (the same program or the same HpimError message), and
+  corruptions that are always wrong raise.
 - Errors name the file, line and column.
-- write_asm / read_asm, ops_from_program / program_from_ops and the dialect's custom syntax
-  round-trip random programs exactly.
+- write_asm / read_asm, streams_from_program / program_from_streams and the dialect's custom
+  syntax round-trip random programs (sections included) exactly.
 """
 
 import io
@@ -32,7 +33,7 @@ from hpim_ir.asm.reader import _fast_records
 from hpim_ir.asm.syntax import HBM_INSTRUCTIONS, MAX_VALUE, ChannelForm
 from hpim_ir.dialects import hbm_isa
 from hpim_ir.errors import HpimError
-from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram, Section
 
 # --- generators ----------------------------------------------------------------------------
 
@@ -40,6 +41,7 @@ blanks = st.text(" \t", max_size=3)
 separators = st.text(" \t", min_size=1, max_size=3)
 comments = st.one_of(st.just(""), st.builds("#{}".format, st.text(st.characters(exclude_characters="\n\r"), max_size=12)))
 values = st.one_of(st.integers(0, 40), st.integers(0, MAX_VALUE))
+positive = st.one_of(st.integers(1, 40), st.integers(1, MAX_VALUE))
 
 
 @st.composite
@@ -59,13 +61,32 @@ def instruction(draw) -> tuple[str, tuple]:
             words.append(f"ch={_padded(draw, lo)}:{_padded(draw, hi)}")
         else:
             words.append(f"ch={_padded(draw, lo)}")
-    columns = {"row": -1, "col": -1, "n": 1}
+    columns = {"row": -1, "col": -1, "n": 1, "bank": -1, "per_ctx": 0, "ctx_div": 1}
+    context = syntax.count is not None and draw(st.booleans())
     for field in syntax.fields:
-        value = draw(values.filter(lambda v, m=field.minimum: v >= m))
+        minimum = 0 if context and field == syntax.count else field.minimum
+        value = draw(values.filter(lambda v, m=minimum: v >= m))
         columns[field.column] = value
         words.append(f"{field.name}={_padded(draw, value)}")
+    if context:
+        columns["per_ctx"], columns["ctx_div"] = draw(positive), draw(positive)
+        words.append(f"ctx={_padded(draw, columns['per_ctx'])}/{_padded(draw, columns['ctx_div'])}")
     text = "".join(w + draw(separators) for w in words[:-1]) + words[-1]
-    return text, (syntax.op, lo, hi, columns["row"], columns["col"], columns["n"], 0)
+    record = (syntax.op, lo, hi, columns["row"], columns["col"], columns["n"], 0)
+    return text, record + (columns["bank"], columns["per_ctx"], columns["ctx_div"])
+
+
+@st.composite
+def directive(draw) -> tuple[str, tuple]:
+    """A `.section` line with random spacing, and its (name, repeat, row_stride)."""
+    name = draw(st.none() | st.from_regex(r"[A-Za-z_][A-Za-z0-9_.\-]{0,8}", fullmatch=True))
+    repeat = draw(st.none() | positive)
+    row_stride = draw(st.none() | values)
+    words = [".section"] + ([name] if name is not None else [])
+    words += [f"repeat={_padded(draw, repeat)}"] * (repeat is not None)
+    words += [f"row_stride={_padded(draw, row_stride)}"] * (row_stride is not None)
+    text = "".join(w + draw(separators) for w in words[:-1]) + words[-1]
+    return text, (name, repeat, row_stride)
 
 
 def _padded(draw, value: int) -> str:
@@ -75,26 +96,37 @@ def _padded(draw, value: int) -> str:
 
 
 @st.composite
-def programs(draw) -> tuple[str, np.ndarray]:
-    """A random program text (instructions, blank and comment lines, LF or CRLF, with or
-    without a final newline) and its records."""
-    lines, records = [], []
+def programs(draw) -> tuple[str, HbmProgram]:
+    """A random program text (instructions, directives, blank and comment lines, LF or CRLF,
+    with or without a final newline) and the program it means (line numbers included)."""
+    lines, records, directives = [], [], []
     for number in range(1, draw(st.integers(0, 25)) + 1):
-        kind = draw(st.sampled_from(["instruction"] * 4 + ["blank", "comment"]))
+        kind = draw(st.sampled_from(["instruction"] * 4 + ["blank", "comment", "directive"]))
         if kind == "instruction":
             text, record = draw(instruction())
             lines.append(draw(blanks) + text + draw(blanks) + draw(comments))
-            records.append(record[:-1] + (number,))
+            records.append(record[:6] + (number,) + record[7:])
+        elif kind == "directive":
+            text, fields = draw(directive())
+            lines.append(draw(blanks) + text + draw(blanks) + draw(comments))
+            directives.append((len(records), fields))
         else:
             lines.append(draw(blanks) + (draw(comments) if kind == "comment" else ""))
     newline = draw(st.sampled_from(["\n", "\r\n"]))
     text = newline.join(lines) + (newline if draw(st.booleans()) else "")
-    return text, np.array(records, dtype=RECORD_DTYPE)
+    starts = [start for start, _ in directives] + [len(records)]
+    sections = [
+        Section(start, stop, *fields) for (start, fields), stop in zip(directives, starts[1:])
+    ]
+    if not directives or starts[0] > 0:
+        sections.insert(0, Section(0, starts[0]))
+    return text, HbmProgram(np.array(records, dtype=RECORD_DTYPE), tuple(sections))
 
 
 def outcome(read, text: str):
     try:
-        return read(text, "prog.hpimasm").records.tolist()
+        program = read(text, "prog.hpimasm")
+        return program.records.tolist(), program.sections
     except HpimError as error:
         return str(error)
 
@@ -104,14 +136,14 @@ def outcome(read, text: str):
 
 @settings(max_examples=200, deadline=None)
 @given(programs())
-def test_fast_and_reference_readers_give_the_generated_records(case) -> None:
+def test_fast_and_reference_readers_give_the_generated_program(case) -> None:
     text, expected = case
-    fast = read_asm(text, "prog.hpimasm").records
-    reference = read_asm_reference(text, "prog.hpimasm").records
-    assert fast.tolist() == expected.tolist()
-    assert reference.tolist() == expected.tolist()
+    for read in (read_asm, read_asm_reference):
+        program = read(text, "prog.hpimasm")
+        assert program.records.tolist() == expected.records.tolist()
+        assert program.sections == expected.sections
     # The fast path read every line itself: nothing went to lark.
-    assert len(_fast_records(text)[1]) == 0
+    assert len(_fast_records(text)[2]) == 0
 
 
 # Edits of an instruction (the part before any comment) that always make it wrong, each with
@@ -131,7 +163,8 @@ ALWAYS_WRONG = [
 @settings(max_examples=200, deadline=None)
 @given(programs(), st.data())
 def test_corruptions_give_the_same_outcome_on_both_paths(case, data) -> None:
-    text, records = case
+    text, program = case
+    records = program.records
     lines = text.split("\n")
     number = data.draw(st.integers(1, len(lines)))
     line = lines[number - 1]
@@ -175,6 +208,16 @@ def test_corruptions_give_the_same_outcome_on_both_paths(case, data) -> None:
         ("hbm.gemv ch=3 row=0 rows=0 cols=1", 26, "rows must be at least 1, got 0"),
         ("hbm.readout ch=0:2 n=0", 22, "n must be at least 1, got 0"),
         ("hbm.load_gb ch=0 cols=0 # x", 23, "cols must be at least 1, got 0"),
+        ("hbm.rd ch=0 bank=1 col=2", 20, "unexpected 'col=2'; expected 'row='"),
+        ("hbm.read ch=0:2 row=1 rows=0 cols=4", 28, "rows must be at least 1, got 0"),
+        ("hbm.read ch=0:2 row=1 rows=0 cols=4 ctx=0/2", 41, "per_ctx must be at least 1, got 0"),
+        ("hbm.gemv ch=0 row=1 rows=0 cols=4 ctx=1/0", 41, "ctx_div must be at least 1, got 0"),
+        ("hbm.readout ch=0 n=1 ctx=1", 27, "unexpected end of line; expected '/'"),
+        ("hbm.load_gb ch=0 cols=4 ctx=1/2", 25, "unexpected 'ctx=1/2'; expected end of line"),
+        (".section x repeat=0", 19, "repeat must be at least 1, got 0"),
+        (".section x y", 12, "unexpected 'y'; expected 'repeat=' or 'row_stride='"),
+        (".section row_stride=1 repeat=2", 23, "unexpected 'repeat=2'; expected end of line"),
+        (".sections", 1, "unknown directive '.sections'"),
     ],
 )
 def test_errors_name_line_column_found_and_expected(line: str, column: int, message: str) -> None:
@@ -203,21 +246,47 @@ def test_empty_and_comment_only_texts_are_empty_programs() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(programs())
-def test_write_then_read_gives_the_records_back(case) -> None:
-    text, records = case
+def test_write_then_read_gives_the_program_back(case) -> None:
+    text, program = case
     written = write_asm(read_asm(text))
-    again = read_asm(written).records
-    assert again[["op", "ch_lo", "ch_hi", "row", "col", "n"]].tolist() == records[
-        ["op", "ch_lo", "ch_hi", "row", "col", "n"]
-    ].tolist()
-    assert write_asm(HbmProgram(again)) == written  # canonical text is a fixed point
+    again = read_asm(written)
+    fields = [name for name in RECORD_DTYPE.names if name != "line"]
+    assert again.records[fields].tolist() == program.records[fields].tolist()
+    assert again.sections == program.sections
+    assert write_asm(again) == written  # canonical text is a fixed point
 
 
 def test_canonical_spelling() -> None:
-    text = "  hbm.gemv\tch=02:3  row=1 rows=2 cols=3 # tile\nhbm.readout ch=0:16 n=4\nhbm.barrier ch=5\n"
+    text = (
+        "  hbm.gemv\tch=02:3  row=1 rows=2 cols=3 # tile\nhbm.readout ch=0:16 n=4\n"
+        "hbm.barrier ch=5\n.section  layers   repeat=02 # body\nhbm.read ch=0 row=3 rows=0"
+        " cols=32 ctx=01/8\n"
+    )
     assert write_asm(read_asm(text)) == (
         "hbm.gemv ch=2 row=1 rows=2 cols=3\nhbm.readout ch=0:16 n=4\nhbm.barrier ch=5\n"
+        ".section layers repeat=2\nhbm.read ch=0 row=3 rows=0 cols=32 ctx=1/8\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("sections", "text"),
+    [
+        # No directive: one plain section, written bare (even when empty).
+        ([Section(0, 1)], "hbm.barrier\n"),
+        ([Section(0, 0)], ""),
+        # A first plain section is bare unless it is empty and others follow.
+        ([Section(0, 1), Section(1, 1, "x")], "hbm.barrier\n.section x\n"),
+        ([Section(0, 0), Section(0, 1, "x")], ".section\n.section x\nhbm.barrier\n"),
+        ([Section(0, 1, None, 2)], ".section repeat=2\nhbm.barrier\n"),
+        ([Section(0, 0), Section(0, 1)], ".section\n.section\nhbm.barrier\n"),
+    ],
+)
+def test_sections_are_written_so_that_they_read_back(sections, text) -> None:
+    records = [(HbmOp.BARRIER, 0, -1, -1, -1, 1, 0)] * sections[-1].stop
+    program = HbmProgram(HbmProgram.from_rows(records).records, tuple(sections))
+    assert write_asm(program) == text
+    for read in (read_asm, read_asm_reference):
+        assert read(text).sections == tuple(sections)
 
 
 @pytest.mark.parametrize(
@@ -228,21 +297,34 @@ def test_canonical_spelling() -> None:
         ((HbmOp.GEMV, 0, 4, 0, 3, 0, 0), "record 1 (hbm.gemv): rows must be at least 1, got 0"),
         ((HbmOp.MAC_AB, 1, 2, -1, 3, 1, 0), "record 1 (hbm.mac_ab): row must be non-negative, got -1"),
         ((HbmOp.LOAD_GB, 5, 5, -1, 3, 1, 0), "record 1 (hbm.load_gb): channel range 5:5 is empty"),
+        ((HbmOp.RD, 0, 1, 0, 3, 1, 0, -2), "record 1 (hbm.rd): bank must be non-negative, got -2"),
+        ((HbmOp.LOAD_GB, 0, 1, -1, 3, 1, 0, -1, 2, 1), "record 1 (hbm.load_gb): takes no ctx="),
+        ((HbmOp.READ, 0, 1, 0, 3, 0, 0, -1, 0, 4),
+         "record 1 (hbm.read): per_ctx must be at least 1, got 0"),
+        ((HbmOp.READ, 0, 1, 0, 3, 0, 0, -1, 1, 0),
+         "record 1 (hbm.read): ctx_div must be at least 1, got 0"),
     ],
 )
 def test_writing_and_bridging_bad_records_name_the_record(row: tuple, message: str) -> None:
     program = HbmProgram.from_rows([(HbmOp.BARRIER, 0, -1, -1, -1, 1, 0), row])
-    for convert in (write_asm, hbm_isa.ops_from_program):
+    for convert in (write_asm, hbm_isa.streams_from_program):
         with pytest.raises(HpimError) as error:
             convert(program)
         assert str(error.value) == message
+
+
+def test_a_section_name_assembly_cannot_spell_is_an_error() -> None:
+    program = HbmProgram(HbmProgram.from_rows([]).records, (Section(0, 0, "two words"),))
+    with pytest.raises(HpimError, match="section 0: section name 'two words' must be a letter"):
+        write_asm(program)
 
 
 # --- the dialect bridge --------------------------------------------------------------------
 
 
 def test_ops_give_the_records_of_their_semantics() -> None:
-    # Hand-written: (op, ch_lo, ch_hi, row, col, n, line) per program.py's layout.
+    # Hand-written: (op, ch_lo, ch_hi, row, col, n, line, bank, per_ctx, ctx_div) per
+    # program.py's layout.
     stream = hbm_isa.StreamOp(
         [
             hbm_isa.WrGbOp(ch=3, col=5),
@@ -257,28 +339,52 @@ def test_ops_give_the_records_of_their_semantics() -> None:
             hbm_isa.GemvOp(ch_lo=0, ch_hi=16, row=2, rows=4, cols=32),
             hbm_isa.LoadGbOp(ch_lo=4, ch_hi=8, cols=32),
             hbm_isa.ReadoutOp(ch_lo=15, ch_hi=16, n=8),
+            hbm_isa.ActOp(ch=2, bank=63, row=9),
+            hbm_isa.PreOp(ch=2, bank=5),
+            hbm_isa.RdOp(ch=1, bank=3, row=4, col=31),
+            hbm_isa.WrOp(ch=1, bank=3, row=4, col=0),
+            hbm_isa.RdaOp(ch=1, bank=7, row=8, col=1),
+            hbm_isa.WraOp(ch=1, bank=7, row=8, col=2),
+            hbm_isa.ReadOp(ch_lo=0, ch_hi=16, row=100, rows=0, cols=32, per_ctx=1, ctx_div=8),
+            hbm_isa.WriteOp(ch_lo=3, ch_hi=4, row=6, rows=2, cols=16),
+            hbm_isa.GemvOp(ch_lo=0, ch_hi=2, row=2, rows=1, cols=4, per_ctx=3, ctx_div=2),
         ]
     )
-    assert hbm_isa.program_from_ops(stream).records.tolist() == [
-        (HbmOp.WR_GB, 3, 4, -1, 5, 1, 0),
-        (HbmOp.MAC_AB, 3, 4, 12, 5, 1, 0),
-        (HbmOp.ACT_AB, 0, 1, 7, -1, 1, 0),
-        (HbmOp.PRE_AB, 0, 1, -1, -1, 1, 0),
-        (HbmOp.RD_OUT, 1, 2, -1, -1, 1, 0),
-        (HbmOp.BARRIER, 0, -1, -1, -1, 1, 0),
-        (HbmOp.BARRIER, 2, 3, -1, -1, 1, 0),
-        (HbmOp.SIGNAL, -1, -1, -1, -1, 4, 0),
-        (HbmOp.WAIT, -1, -1, -1, -1, 0, 0),
-        (HbmOp.GEMV, 0, 16, 2, 32, 4, 0),
-        (HbmOp.LOAD_GB, 4, 8, -1, 32, 1, 0),
-        (HbmOp.READOUT, 15, 16, -1, -1, 8, 0),
+    assert hbm_isa.program_from_streams([stream]).records.tolist() == [
+        (HbmOp.WR_GB, 3, 4, -1, 5, 1, 0, -1, 0, 1),
+        (HbmOp.MAC_AB, 3, 4, 12, 5, 1, 0, -1, 0, 1),
+        (HbmOp.ACT_AB, 0, 1, 7, -1, 1, 0, -1, 0, 1),
+        (HbmOp.PRE_AB, 0, 1, -1, -1, 1, 0, -1, 0, 1),
+        (HbmOp.RD_OUT, 1, 2, -1, -1, 1, 0, -1, 0, 1),
+        (HbmOp.BARRIER, 0, -1, -1, -1, 1, 0, -1, 0, 1),
+        (HbmOp.BARRIER, 2, 3, -1, -1, 1, 0, -1, 0, 1),
+        (HbmOp.SIGNAL, -1, -1, -1, -1, 4, 0, -1, 0, 1),
+        (HbmOp.WAIT, -1, -1, -1, -1, 0, 0, -1, 0, 1),
+        (HbmOp.GEMV, 0, 16, 2, 32, 4, 0, -1, 0, 1),
+        (HbmOp.LOAD_GB, 4, 8, -1, 32, 1, 0, -1, 0, 1),
+        (HbmOp.READOUT, 15, 16, -1, -1, 8, 0, -1, 0, 1),
+        (HbmOp.ACT, 2, 3, 9, -1, 1, 0, 63, 0, 1),
+        (HbmOp.PRE, 2, 3, -1, -1, 1, 0, 5, 0, 1),
+        (HbmOp.RD, 1, 2, 4, 31, 1, 0, 3, 0, 1),
+        (HbmOp.WR, 1, 2, 4, 0, 1, 0, 3, 0, 1),
+        (HbmOp.RDA, 1, 2, 8, 1, 1, 0, 7, 0, 1),
+        (HbmOp.WRA, 1, 2, 8, 2, 1, 0, 7, 0, 1),
+        (HbmOp.READ, 0, 16, 100, 32, 0, 0, -1, 1, 8),
+        (HbmOp.WRITE, 3, 4, 6, 16, 2, 0, -1, 0, 1),
+        (HbmOp.GEMV, 0, 2, 2, 4, 1, 0, -1, 3, 2),
     ]
 
 
-def test_program_from_an_invalid_stream_is_an_error() -> None:
-    stream = hbm_isa.StreamOp([hbm_isa.GemvOp(ch_lo=0, ch_hi=16, row=0, rows=0, cols=32)])
-    with pytest.raises(HpimError, match=r"'hbm_isa.gemv': rows must be at least 1, got 0"):
-        hbm_isa.program_from_ops(stream)
+@pytest.mark.parametrize(
+    ("op", "message"),
+    [
+        (hbm_isa.GemvOp(ch_lo=0, ch_hi=16, row=0, rows=0, cols=32), "rows must be at least 1"),
+        (hbm_isa.ReadOp(ch_lo=0, ch_hi=1, row=0, rows=0, cols=8, per_ctx=1), "per_ctx and ctx_div"),
+    ],
+)
+def test_program_from_an_invalid_stream_is_an_error(op, message) -> None:
+    with pytest.raises(HpimError, match=f"'{op.name}': {message}"):
+        hbm_isa.program_from_streams([hbm_isa.StreamOp([op])])
 
 
 def _context() -> Context:
@@ -290,30 +396,38 @@ def _context() -> Context:
 
 @settings(max_examples=60, deadline=None)
 @given(programs(), st.booleans())
-def test_ops_round_trip_through_records_and_both_printed_forms(case, generic: bool) -> None:
-    text, records = case
+def test_streams_round_trip_through_records_and_both_printed_forms(case, generic: bool) -> None:
+    text, expected = case
     program = read_asm(text)
-    stream = hbm_isa.ops_from_program(program)
-    stream.verify()
-    unnumbered = records.copy()
+    streams = hbm_isa.streams_from_program(program)
+    for stream in streams:
+        stream.verify()
+    again = hbm_isa.program_from_streams(streams)
+    unnumbered = expected.records.copy()
     unnumbered["line"] = 0
-    assert hbm_isa.program_from_ops(stream).records.tolist() == unnumbered.tolist()
+    assert again.records.tolist() == unnumbered.tolist()
+    assert again.sections == expected.sections
     printed = io.StringIO()
-    Printer(stream=printed, print_generic_format=generic).print_op(ModuleOp([stream]))
+    Printer(stream=printed, print_generic_format=generic).print_op(ModuleOp(streams))
     parsed = Parser(_context(), printed.getvalue()).parse_module()
     assert module_to_asm(parsed) == write_asm(program)
 
 
 def test_asm_module_round_trip() -> None:
-    text = "hbm.load_gb ch=0:16 cols=32\nhbm.gemv ch=0:16 row=0 rows=4 cols=32\nhbm.signal tok=1\n"
+    text = (
+        "hbm.load_gb ch=0:16 cols=32\n.section layers repeat=48 row_stride=328\n"
+        "hbm.gemv ch=0:16 row=0 rows=4 cols=32\nhbm.read ch=0:16 row=100 rows=0 cols=32 ctx=1/8\n"
+        ".section tail\nhbm.signal tok=1\n"
+    )
     module = asm_to_module(text)
     module.verify()
-    assert [op.name for op in module.walk()][2:] == ["hbm_isa.load_gb", "hbm_isa.gemv", "hbm_isa.signal"]
+    streams = list(module.ops)
+    assert [len(list(stream.body.block.ops)) for stream in streams] == [1, 2, 1]
+    assert streams[1].repeat_count == 48 and streams[1].row_stride_value == 328
+    assert streams[2].section.data == "tail" and streams[2].repeat is None
     assert module_to_asm(module) == text
 
 
-@pytest.mark.parametrize("streams", [0, 2])
-def test_module_to_asm_needs_exactly_one_stream(streams: int) -> None:
-    module = ModuleOp([hbm_isa.StreamOp() for _ in range(streams)])
-    with pytest.raises(HpimError, match=f"expected one hbm_isa.stream in the module, found {streams}"):
-        module_to_asm(module)
+def test_module_to_asm_needs_a_stream() -> None:
+    with pytest.raises(HpimError, match="expected an hbm_isa.stream in the module, found none"):
+        module_to_asm(ModuleOp([]))

@@ -1,4 +1,5 @@
-"""`hpim run-isa`: JSON and summary output, the command trace, energy, and bad input."""
+"""`hpim run-isa`: JSON and summary output, the command trace, energy, context lengths,
+sections, and bad input."""
 
 import json
 
@@ -39,9 +40,12 @@ def test_json_report(capsys, program):
     assert report["channel_cycles"][:3] == [198, 223, 0]
     assert report["ns"] == pytest.approx(223 * 4 / 5.2)
     assert report["commands"] == {
-        "ACT_AB": 6, "PRE_AB": 4, "REF_AB": 0, "MAC_AB": 24, "WR_GB": 8, "RD_OUT": 2
-    }
-    assert report["controller_commands"] == {"ACT_AB": 6, "PRE_AB": 4, "REF_AB": 0}
+        "ACT_AB": 6, "PRE_AB": 4, "REF_AB": 0, "MAC_AB": 24, "WR_GB": 8, "RD_OUT": 2,
+        "ACT": 0, "PRE": 0, "RD": 0, "WR": 0, "RDA": 0, "WRA": 0,
+    }  # fmt: skip
+    assert report["controller_commands"] == {
+        "ACT_AB": 6, "PRE_AB": 4, "REF_AB": 0, "ACT": 0, "PRE": 0
+    }  # fmt: skip
     energy = load_hardware("hbm3-5.2gbps").hbm.energy
     assert report["energy_pj"]["MAC_AB"] == pytest.approx(24 * energy.mac_ab)
     assert report["energy_pj"]["background"] == pytest.approx(
@@ -92,6 +96,16 @@ def test_summary_and_trace_file(capsys, program, tmp_path):
          "bad.hpimasm:2: hbm.load_gb cols=33 is out of range"),
         ("hbm.wait tok=7",
          "bad.hpimasm:2: hbm.wait tok=7 waits for a token that nothing raises before it"),
+        ("hbm.rd ch=0 bank=64 row=0 col=0",
+         "bad.hpimasm:2: hbm.rd bank=64 is out of range: hbm3-5.2gbps has 64 banks per channel"),
+        ("hbm.wra ch=0 bank=3 row=0 col=32",
+         "bad.hpimasm:2: hbm.wra col=32 is out of range: hbm3-5.2gbps has 32 columns (0..31)"),
+        ("hbm.read ch=0 row=16380 rows=5 cols=32",
+         "bad.hpimasm:2: hbm.read row=16380 rows=5 is out of range"),
+        ("hbm.write ch=0:2 row=0 rows=1 cols=33",
+         "bad.hpimasm:2: hbm.write cols=33 is out of range: hbm3-5.2gbps has 32 columns (1..32)"),
+        ("hbm.read ch=0 row=0 rows=0 cols=32 ctx=1/4",
+         "bad.hpimasm:2: hbm.read depends on the context length (ctx=); give one to simulate"),
     ],
 )
 def test_out_of_range_names_the_line(capsys, tmp_path, line, message):
@@ -108,3 +122,40 @@ def test_missing_file_and_bad_engine(capsys, tmp_path):
     assert "cannot read" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run-isa", "x.hpimasm", "--engine", "slow"])
+
+
+def test_context_length_binds_the_counts(capsys, tmp_path):
+    # rows = 1 + ceil(3 * 7 / 8) = 4 at ctx 7: the same as the program written with rows=4.
+    path = tmp_path / "cache.hpimasm"
+    path.write_text("hbm.read ch=0:2 row=100 rows=1 cols=32 ctx=3/8\n")
+    bound = run_json(capsys, str(path), "--hw", "hbm3-5.2gbps", "--ctx", "7")
+    path.write_text("hbm.read ch=0:2 row=100 rows=4 cols=32\n")
+    assert bound == run_json(capsys, str(path), "--hw", "hbm3-5.2gbps")
+    assert bound["commands"]["RD"] + bound["commands"]["RDA"] == 2 * 4 * 64 * 32
+    assert main(["run-isa", str(path), "--hw", "hbm3-5.2gbps", "--ctx", "-1"]) == 1
+    assert "the context length must be non-negative, got -1" in capsys.readouterr().err
+
+
+def test_sections_run_repeated(capsys, tmp_path):
+    # Three iterations of a GEMV 10 rows apart are the three GEMVs written out.
+    path = tmp_path / "layers.hpimasm"
+    path.write_text(
+        "hbm.load_gb ch=0 cols=4\n.section layers repeat=3 row_stride=10\n"
+        "hbm.gemv ch=0 row=5 rows=2 cols=4\n"
+    )
+    repeated = run_json(capsys, str(path), "--hw", "hbm3-5.2gbps")
+    path.write_text(
+        "hbm.load_gb ch=0 cols=4\n"
+        + "".join(f"hbm.gemv ch=0 row={5 + 10 * l} rows=2 cols=4\n" for l in range(3))
+    )
+    assert repeated == run_json(capsys, str(path), "--hw", "hbm3-5.2gbps")
+    assert repeated["commands"]["MAC_AB"] == 3 * 2 * 4
+    # The last iteration's rows must exist too: 16000 + 2 x 200 + 2 > 16384.
+    path.write_text(
+        ".section layers repeat=3 row_stride=200\nhbm.gemv ch=0 row=16000 rows=2 cols=4\n"
+    )
+    assert main(["run-isa", str(path), "--hw", "hbm3-5.2gbps"]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"hpim run-isa: error: {path}:2: hbm.gemv row=16000 rows=2 in iteration 2 of section "
+        "'layers' (row_stride=200: row 16400) is out of range: hbm3-5.2gbps has 16384 rows"
+    )

@@ -1,12 +1,12 @@
 """The fast engine gives exactly the reference engine's results on random programs.
 
-Random programs mix every instruction kind (raw commands, macros over channel ranges,
-barriers on one, several or all channels, signal / wait), rows that hit, miss and conflict,
-and lengths that cross refresh intervals; each runs on both engines at both 5.2 Gb/s presets
-and on a stress preset whose short nREFI and long nFAW make refresh and the four-activate
-window bind all the time. Cycles, per-channel cycles, command counts and the whole command
-trace must be identical. The quick test runs on every `pytest`; the one marked slow runs
-hundreds of programs.
+Random programs mix every instruction kind (PIM and normal-mode raw commands, macros over
+channel ranges, barriers on one, several or all channels, signal / wait), rows that hit, miss
+and conflict in all banks and in single banks, and lengths that cross refresh intervals; each
+runs on both engines at both 5.2 Gb/s presets and on a stress preset whose short nREFI and
+long nFAW make refresh and the four-activate window bind all the time. Cycles, per-channel
+cycles, command counts and the whole command trace must be identical. The quick test runs on
+every `pytest`; the one marked slow runs hundreds of programs.
 """
 
 import numpy as np
@@ -21,15 +21,22 @@ CHANNELS = 16
 """Both 5.2 Gb/s presets have one stack of 16 channels; most instructions use the first 4."""
 
 
+BANKS = 64
+"""Banks per channel of both presets (2 pseudo-channels x 2 ranks x 4 bank groups x 4)."""
+
+
 @st.composite
 def hbm_programs(draw) -> HbmProgram:
-    """A random valid program for a 16-channel, 16384-row, 32-column machine."""
-    rows: list[tuple[int, int, int, int, int, int, int]] = []
+    """A random valid program for a 16-channel, 64-bank, 16384-row, 32-column machine."""
+    rows: list[tuple[int, ...]] = []
     raised: set[int] = set()
     busy = draw(st.integers(1, 4))  # channels most instructions use
     channel = st.integers(0, busy - 1)
     # Few distinct rows, so that MACs hit, miss and conflict; sometimes a far one.
     row = st.one_of(st.integers(0, 3), st.integers(0, 16383))
+    # Banks 0, 1 (same bank group), 4 (same rank, other bank group), 16 (other rank), 32
+    # (other pseudo-channel) and any other.
+    banks = st.one_of(st.sampled_from([0, 1, 4, 16, 32]), st.integers(0, BANKS - 1))
     length = draw(st.integers(1, 24))
     long_at = draw(st.integers(1, length))
     for line in range(1, length + 1):
@@ -41,12 +48,14 @@ def hbm_programs(draw) -> HbmProgram:
             rows.append((HbmOp.GEMV, lo, lo + 1, first, cols, count, line))
             continue
         kind = draw(st.sampled_from(
-            ["mac"] * 6 + ["wr_gb"] * 3 + ["gemv"] * 3
+            ["mac"] * 6 + ["wr_gb"] * 3 + ["gemv"] * 3 + ["access"] * 6 + ["stream"] * 2
             + ["act", "pre", "rd_out", "load_gb", "readout", "barrier", "signal", "wait"]
+            + ["act_one", "pre_one"]
         ))
-        if kind in ("gemv", "load_gb", "readout", "barrier"):
+        if kind in ("gemv", "load_gb", "readout", "barrier", "stream"):
             lo = draw(channel)
-            hi = draw(st.sampled_from([lo + 1, busy, CHANNELS]))
+            # Streams are long: on at most the busy channels, for the reference's sake.
+            hi = draw(st.sampled_from([lo + 1, busy] + [CHANNELS] * (kind != "stream")))
             if kind == "barrier" and draw(st.booleans()):
                 lo, hi = 0, -1  # hbm.barrier: every channel
         else:
@@ -67,6 +76,26 @@ def hbm_programs(draw) -> HbmProgram:
             budget = 1200 if hi - lo <= 4 else 100
             count = draw(st.integers(1, max(1, min(budget // cols, 16384 - first))))
             rows.append((HbmOp.GEMV, lo, hi, first, cols, count, line))
+        elif kind == "access":
+            # Single-bank reads and writes: a few banks (some in one bank group, some in
+            # another pseudo-channel or rank), so that they hit, miss and pace each other.
+            op = draw(st.sampled_from([HbmOp.RD, HbmOp.WR, HbmOp.RDA, HbmOp.WRA]))
+            bank = draw(banks)
+            for _ in range(draw(st.integers(1, 12))):
+                rows.append((op, lo, hi, draw(row), draw(st.integers(0, 31)), 1, line, bank))
+                op = draw(st.sampled_from([op, op, HbmOp.RD, HbmOp.WR, HbmOp.RDA, HbmOp.WRA]))
+                bank = draw(st.sampled_from([bank, bank, draw(banks)]))
+        elif kind == "stream":
+            # A read or write of up to 3 rows x 6 columns of every bank: up to 1152 bursts
+            # and 24 passes per channel, passes repeating so that the fast engine replays them.
+            op = draw(st.sampled_from([HbmOp.READ, HbmOp.WRITE]))
+            count, cols = draw(st.integers(1, 3)), draw(st.integers(1, 6))
+            first = draw(st.integers(0, 16384 - count))
+            rows.append((op, lo, hi, first, cols, count, line))
+        elif kind == "act_one":
+            rows.append((HbmOp.ACT, lo, hi, draw(row), -1, 1, line, draw(banks)))
+        elif kind == "pre_one":
+            rows.append((HbmOp.PRE, lo, hi, -1, -1, 1, line, draw(banks)))
         elif kind == "act":
             rows.append((HbmOp.ACT_AB, lo, hi, draw(row), -1, 1, line))
         elif kind == "pre":
@@ -144,3 +173,25 @@ def test_identical_channels_are_simulated_once_and_copied(machines, monkeypatch)
     assert all(np.array_equal(lines[fields], per_channel[0][fields]) for lines in per_channel)
     assert 16 * len(per_channel[0]) == len(result.trace) == sum(result.commands.values())
     assert result.commands["MAC_AB"] == 16 * 40 * 32
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["hbm3-5.2gbps", "hbm3-5.2gbps-npc"])
+def test_passes_seen_before_are_replayed(machines, monkeypatch, which):
+    # hbm.read of 6 rows x 32 columns on two channels: 6 rows x 8 sets = 48 passes per
+    # channel, about 2 refreshes per row. A pass that finds the state (relative to its start
+    # and row) an earlier pass found is replayed, not simulated: after the first row most
+    # are, except around refreshes. The trace still has every command, and the reference
+    # agrees.
+    program = HbmProgram.from_rows([(HbmOp.READ, 0, 2, 100, 32, 6, 1)])
+    simulated = []
+    real = fast.FastController._simulate_pass
+    monkeypatch.setattr(
+        fast.FastController,
+        "_simulate_pass",
+        lambda self, *args: simulated.append(args) or real(self, *args),
+    )
+    result = simulate(program, machines[which], trace=True)
+    assert 0 < len(simulated) < 48
+    assert_engines_agree(program, machines[which])
+    bursts = result.commands["RD"] + result.commands["RDA"]
+    assert bursts == 2 * 6 * 64 * 32 == len(result.trace[result.trace["command"] >= 8])

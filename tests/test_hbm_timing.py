@@ -1,10 +1,15 @@
 """Each timing rule of the HBM-PIM engine against a hand-derived expectation.
 
 Values of hbm3-5.2gbps used below (cycles): nBL 2, nCL 19, nCWL 6, nRCD 19, nRP 19, nRAS 45,
-nRC 63, nRTP 8, nCCDS 2, nCCDL 4, nCCDAB 6 (4 in -npc), nRRDS 2, nRRDL 4, nFAW 39, nWTRS 8,
-nRTW 3, nREFI 5070, nRFC 455. Completion: MAC / RD_OUT issue + nCL + nBL = +21, WR_GB
-issue + nCWL + nBL = +8. Rules the presets never let bind (nRC, nRRD, nFAW) are shown on a
-preset derived with `extends`. Every test runs both engines.
+nRC 63, nWR 21, nRTP 8, nCCDS 2, nCCDL 4, nCCDAB 6 (4 in -npc), nRRDS 2, nRRDL 4, nFAW 39,
+nWTRS 8, nWTRL 11, nRTW 3, nREFI 5070, nRFC 455. Completion: MAC / RD_OUT / RD issue + nCL +
+nBL = +21, WR_GB / WR issue + nCWL + nBL = +8. Rules the presets never let bind (nRC, nRRD,
+nFAW for all-bank ACTs) are shown on a preset derived with `extends`. Every test runs both
+engines.
+
+Banks of hbm3-5.2gbps (2 pseudo-channels x 2 ranks x 4 bank groups x 4 banks) used below:
+bank 0 (pseudo-channel 0, rank 0, group 0, bank 0), bank 1 (the same group), bank 4 (the same
+rank, group 1), bank 16 (rank 1), bank 32 (pseudo-channel 1).
 """
 
 import pytest
@@ -12,7 +17,7 @@ import pytest
 from hpim_ir.asm import read_asm
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import load_hardware
-from hpim_ir.sim.hbm import simulate
+from hpim_ir.sim.hbm import Cmd, simulate
 
 ENGINES = ("fast", "reference")
 
@@ -23,8 +28,19 @@ def run(text: str, engine: str, hw: str = "hbm3-5.2gbps"):
 
 def commands(result, channel: int = 0) -> list[tuple[int, str]]:
     trace = result.trace[result.trace["channel"] == channel]
-    names = ["ACT_AB", "PRE_AB", "REF_AB", "MAC_AB", "WR_GB", "RD_OUT"]
-    return [(int(cycle), names[command]) for cycle, command in trace[["cycle", "command"]]]
+    return [(int(cycle), Cmd(command).name) for cycle, command in trace[["cycle", "command"]]]
+
+
+def bank_commands(result) -> list[tuple[int, str, int | None]]:
+    """(cycle, command, bank number or None) of channel 0, on hbm3-5.2gbps's geometry."""
+    fields = ["cycle", "command", "pseudo_channel", "rank", "bank_group", "bank"]
+    return [
+        (cycle, Cmd(command).name, ((pc * 2 + rank) * 4 + group) * 4 + bank if bank >= 0 else None)
+        for cycle, command, pc, rank, group, bank in result.trace[fields].tolist()
+    ]
+
+
+NO_CONTROLLER_COMMANDS = {"ACT_AB": 0, "PRE_AB": 0, "REF_AB": 0, "ACT": 0, "PRE": 0}
 
 
 @pytest.fixture
@@ -73,7 +89,7 @@ def test_nras_and_nrp_on_a_row_switch(engine):
     assert commands(result) == [
         (0, "ACT_AB"), (19, "MAC_AB"), (45, "PRE_AB"), (64, "ACT_AB"), (83, "MAC_AB")
     ]
-    assert result.controller_commands == {"ACT_AB": 2, "PRE_AB": 1, "REF_AB": 0}
+    assert result.controller_commands == {**NO_CONTROLLER_COMMANDS, "ACT_AB": 2, "PRE_AB": 1}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -94,7 +110,7 @@ def test_nrc_between_activates(engine, extended):
     )
     assert commands(result) == [(0, "ACT_AB"), (45, "PRE_AB"), (80, "ACT_AB")]
     # The PRE was the controller's (to honour the explicit ACT), the ACTs the program's.
-    assert result.controller_commands == {"ACT_AB": 0, "PRE_AB": 1, "REF_AB": 0}
+    assert result.controller_commands == {**NO_CONTROLLER_COMMANDS, "PRE_AB": 1}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -173,7 +189,9 @@ def test_refresh_interrupts_a_mac_stream(engine):
         (5065, "MAC_AB"), (5073, "PRE_AB"), (5092, "REF_AB"), (5547, "ACT_AB"), (5566, "MAC_AB")
     ]
     assert result.cycles == 5929
-    assert result.controller_commands == {"ACT_AB": 2, "PRE_AB": 1, "REF_AB": 1}
+    assert result.controller_commands == {
+        **NO_CONTROLLER_COMMANDS, "ACT_AB": 2, "PRE_AB": 1, "REF_AB": 1
+    }
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -218,12 +236,233 @@ def test_open_page_absorbs_redundant_row_commands(engine):
     )
     result = run(text, engine)
     assert commands(result) == [(0, "ACT_AB"), (19, "MAC_AB"), (45, "PRE_AB")]
-    assert result.controller_commands == {"ACT_AB": 0, "PRE_AB": 0, "REF_AB": 0}
+    assert result.controller_commands == NO_CONTROLLER_COMMANDS
 
 
 def test_a_refresh_interval_too_short_for_a_row_cycle_is_an_error(extended):
-    # After a refresh the controller needs up to max(nRAS + nRP, nRTP + nRP, nRC) + nRFC +
-    # nRCD = 64 + 455 + 19 = 538 cycles to reopen the row and MAC; with nREFI = 538 it would
-    # refresh forever.
+    # After a refresh the controller needs up to max(nRAS + nRP, nRTP + nRP, nCWL + nBL + nWR
+    # + nRP, nRC) + nRFC + nRCD = 64 + 455 + 19 = 538 cycles to reopen the row and MAC; with
+    # nREFI = 538 it would refresh forever.
     with pytest.raises(HpimError, match=r"hbm.timing.nREFI = 538 .* = 538 cycles"):
         run("hbm.mac_ab ch=0 row=0 col=0\n", "fast", extended(nREFI=538))
+
+
+# --- normal mode: single-bank commands --------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nrcd_single_bank_row_miss(engine):
+    # Bank 5 is closed: the controller activates it at 0; the RD waits nRCD = 19 and
+    # completes at 19 + nCL + nBL = 40.
+    result = run("hbm.rd ch=0 bank=5 row=7 col=3\n", engine)
+    assert bank_commands(result) == [(0, "ACT", 5), (19, "RD", 5)]
+    assert result.cycles == 40
+    assert result.controller_commands == {**NO_CONTROLLER_COMMANDS, "ACT": 1}
+
+
+@pytest.mark.parametrize(
+    ("engine", "other", "act", "read", "rule"),
+    [
+        (engine, *case)
+        for engine in ENGINES
+        for case in [
+            # ACT of the other bank: row bus 2, or nRRDL = 4 in bank 0's group. Its RD after
+            # RDs of bank 0 at 19 and 23 (nCCDL, same bank): with nCCDS = 3 below,
+            (1, 4, 27, "tCCD_L"),  # same bank group: 23 + nCCDL
+            (4, 2, 26, "tCCD_S"),  # same rank, other group: 23 + nCCDS
+            (16, 2, 25, "burst"),  # other rank, same data bus: 23 + nBL
+            (32, 2, 24, "column bus"),  # other pseudo-channel: 23 + 1
+        ]
+    ],
+)
+def test_column_to_column_by_scope(engine, extended, other, act, read, rule):
+    text = (
+        f"hbm.act ch=0 bank=0 row=0\nhbm.act ch=0 bank={other} row=0\n"
+        f"hbm.rd ch=0 bank=0 row=0 col=0\nhbm.rd ch=0 bank=0 row=0 col=1\n"
+        f"hbm.rd ch=0 bank={other} row=0 col=0\n"
+    )
+    result = run(text, engine, extended(nCCDS=3))
+    assert bank_commands(result) == [
+        (0, "ACT", 0), (act, "ACT", other), (19, "RD", 0), (23, "RD", 0), (read, "RD", other)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("engine", "other", "read"),
+    [
+        (engine, *case)
+        for engine in ENGINES
+        # WR of bank 0 at 19 (nRCD); its data ends at 19 + nCWL + nBL = 27.
+        for case in [
+            (1, 27 + 11),  # same bank group: nWTRL
+            (4, 27 + 8),  # same rank, other group: nWTRS
+            (16, 27 + 8),  # other rank, same data bus: nWTRS
+            (32, 21),  # other pseudo-channel: no turnaround; its ACT at 2 + nRCD binds
+        ]
+    ],
+)
+def test_write_to_read_turnaround(engine, other, read):
+    text = (
+        f"hbm.act ch=0 bank=0 row=0\nhbm.act ch=0 bank={other} row=0\n"
+        f"hbm.wr ch=0 bank=0 row=0 col=0\nhbm.rd ch=0 bank={other} row=0 col=0\n"
+    )
+    result = run(text, engine)
+    assert bank_commands(result)[2:] == [(19, "WR", 0), (read, "RD", other)]
+
+
+@pytest.mark.parametrize(("engine", "other", "write"), [
+    (engine, *case) for engine in ENGINES
+    # RD of bank 0 at 19; write data may start nRTW after its data ends: WR >= 19 + nCL + nBL
+    # + nRTW - nCWL = 37 on the same data bus; on the other pseudo-channel 2 + nRCD = 21.
+    for case in [(1, 37), (16, 37), (32, 21)]
+])  # fmt: skip
+def test_read_to_write_turnaround(engine, other, write):
+    text = (
+        f"hbm.act ch=0 bank=0 row=0\nhbm.act ch=0 bank={other} row=0\n"
+        f"hbm.rd ch=0 bank=0 row=0 col=0\nhbm.wr ch=0 bank={other} row=0 col=0\n"
+    )
+    result = run(text, engine)
+    assert bank_commands(result)[2:] == [(19, "RD", 0), (write, "WR", other)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nwr_write_recovery_before_precharge(engine):
+    # ACT 0, WR 19. PRE >= max(ACT + nRAS = 45, WR + nCWL + nBL + nWR = 48) = 48 (tWR binds);
+    # the next ACT of the bank >= max(48 + nRP = 67, 0 + nRC = 63) = 67.
+    text = "hbm.wr ch=0 bank=9 row=0 col=0\nhbm.pre ch=0 bank=9\nhbm.act ch=0 bank=9 row=1\n"
+    result = run(text, engine)
+    assert bank_commands(result) == [(0, "ACT", 9), (19, "WR", 9), (48, "PRE", 9), (67, "ACT", 9)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nrtp_single_bank(engine):
+    # RDs of one bank nCCDL = 4 apart: 19, 23, ..., 47. PRE >= max(0 + nRAS = 45, 47 + nRTP =
+    # 55) = 55.
+    text = "".join(f"hbm.rd ch=0 bank=0 row=0 col={k}\n" for k in range(8))
+    text += "hbm.pre ch=0 bank=0\n"
+    result = run(text, engine)
+    assert bank_commands(result)[-2:] == [(47, "RD", 0), (55, "PRE", 0)]
+
+
+@pytest.mark.parametrize(("engine", "command", "closed"), [
+    (engine, *case) for engine in ENGINES
+    # ACT 0, RDA / WRA 19. The bank precharges itself at max(19 + nRTP = 27, 0 + nRAS = 45) =
+    # 45 after RDA, at max(19 + nCWL + nBL + nWR = 48, 45) = 48 after WRA. The next access finds
+    # it closed: ACT >= closed + nRP (and >= nRC = 63), its command nRCD later.
+    for case in [("rda", 45), ("wra", 48)]
+])  # fmt: skip
+def test_auto_precharge(engine, command, closed):
+    text = f"hbm.{command} ch=0 bank=3 row=0 col=0\nhbm.rd ch=0 bank=3 row=0 col=1\n"
+    result = run(text, engine)
+    act = max(closed + 19, 63)
+    assert bank_commands(result) == [
+        (0, "ACT", 3), (19, command.upper(), 3), (act, "ACT", 3), (act + 19, "RD", 3)
+    ]
+    assert result.controller_commands == {**NO_CONTROLLER_COMMANDS, "ACT": 2}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_activations_per_rank(engine):
+    # Banks 0, 4, 8, 12 (groups 0..3 of rank 0, pseudo-channel 0): 2 apart (row bus, nRRDS).
+    # Bank 1 (group 0 again) would be next at 8, but four ACTs of the rank since 0 make it wait
+    # for nFAW: 39. Bank 16 (rank 1) is not in that window: 41 (row bus); bank 33 (the other
+    # pseudo-channel's rank 0) neither: 43.
+    text = "".join(f"hbm.act ch=0 bank={b} row=0\n" for b in (0, 4, 8, 12, 1, 16, 33))
+    result = run(text, engine)
+    assert [cycle for cycle, _, _ in bank_commands(result)] == [0, 2, 4, 6, 39, 41, 43]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rrd_single_bank(engine, extended):
+    # With nRRDS = 5, nRRDL = 9: bank 4 (other group) 5 after bank 0, bank 1 (bank 0's group)
+    # max(5 + 5, 0 + 9) = 10.
+    text = "".join(f"hbm.act ch=0 bank={b} row=0\n" for b in (0, 4, 1))
+    result = run(text, engine, extended(nRRDS=5, nRRDL=9))
+    assert [cycle for cycle, _, _ in bank_commands(result)] == [0, 5, 10]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_all_bank_command_after_single_bank_rows(engine):
+    # RD of bank 5 (ACT 0, RD 19) leaves one row open; a MAC needs the row in every bank: the
+    # controller precharges all at max(0 + nRAS, 19 + nRTP) = 45, activates all at max(45 +
+    # nRP, 0 + nRC) = 64, and MACs at 64 + nRCD = 83.
+    result = run("hbm.rd ch=0 bank=5 row=3 col=0\nhbm.mac_ab ch=0 row=3 col=0\n", engine)
+    assert commands(result) == [
+        (0, "ACT"), (19, "RD"), (45, "PRE_AB"), (64, "ACT_AB"), (83, "MAC_AB")
+    ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refresh_reopens_single_bank_rows(engine):
+    # Banks 0 and 1 (one group) open rows 1 and 2: ACT 0 and 4 (nRRDL). RDs of bank 0 nCCDL = 4
+    # apart from 19: RD i at 19 + 4 i; RD 1263 would be at 5071 >= nREFI = 5070. Refresh:
+    # PRE_AB >= max(5070, RD 1262 at 5067 + nRTP = 5075) = 5075, REF_AB at 5075 + nRP = 5094.
+    # The rows differed per bank, so the controller reopens both: ACT bank 0 at 5094 + nRFC =
+    # 5549, bank 1 at 5549 + nRRDL = 5553; RD 1263 at 5549 + nRCD = 5568.
+    text = "hbm.act ch=0 bank=0 row=1\nhbm.act ch=0 bank=1 row=2\n"
+    text += "".join(f"hbm.rd ch=0 bank=0 row=1 col={i % 32}\n" for i in range(1300))
+    result = run(text, engine)
+    assert bank_commands(result)[1264:1270] == [
+        (5067, "RD", 0), (5075, "PRE_AB", None), (5094, "REF_AB", None),
+        (5549, "ACT", 0), (5553, "ACT", 1), (5568, "RD", 0),
+    ]  # fmt: skip
+    assert result.controller_commands == {
+        **NO_CONTROLLER_COMMANDS, "PRE_AB": 1, "REF_AB": 1, "ACT": 2
+    }
+
+
+# --- normal mode: the read / write macros -----------------------------------------------------
+
+
+def stream_lines(write: bool, channel: int, row: int, rows: int, cols: int) -> str:
+    """The raw lines `hbm.read` / `hbm.write` stands for on hbm3-5.2gbps, written out from the
+    definition in docs/hbm-engine.md: lane j = (group j // 2, pseudo-channel j % 2), set s =
+    (bank s // 2, rank s % 2); per row and set one pass of `cols` rounds of the 8 lanes, the
+    last round with auto-precharge; the next pass's ACT of lane j after round min(j, cols - 1),
+    the first pass's ACTs before its first round."""
+    access, last = ("wr", "wra") if write else ("rd", "rda")
+    passes = [(r, s) for r in range(row, row + rows) for s in range(8)]
+
+    def bank(s: int, j: int) -> int:
+        return (((j % 2) * 2 + s % 2) * 4 + j // 2) * 4 + s // 2
+
+    lines = [f"hbm.act ch={channel} bank={bank(0, j)} row={row}" for j in range(8)]
+    for p, (r, s) in enumerate(passes):
+        for k in range(cols):
+            name = last if k == cols - 1 else access
+            lines += [
+                f"hbm.{name} ch={channel} bank={bank(s, j)} row={r} col={k}" for j in range(8)
+            ]
+            if p + 1 < len(passes):
+                r_next, s_next = passes[p + 1]
+                lines += [
+                    f"hbm.act ch={channel} bank={bank(s_next, j)} row={r_next}"
+                    for j in range(8)
+                    if min(j, cols - 1) == k
+                ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("write", "rows", "cols"), [(False, 2, 3), (True, 1, 12), (False, 1, 1)])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stream_macro_is_its_raw_sequence(engine, write, rows, cols):
+    macro = run(f"hbm.{'write' if write else 'read'} ch=2 row=7 rows={rows} cols={cols}\n", engine)
+    raw = run(stream_lines(write, 2, 7, rows, cols), engine)
+    assert macro.cycles == raw.cycles
+    assert macro.commands == raw.commands
+    assert (macro.trace == raw.trace).all()
+    assert macro.commands["WRA" if write else "RDA"] == rows * 64
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_read_streams_one_burst_per_cycle(engine):
+    # One row of every bank, 32 columns: 8 passes x 32 rounds x 8 lanes = 2048 bursts. The
+    # first pass's ACTs go 2 apart (row bus) from 0, so its first round's RDs are at 19 + 2 j
+    # (nRCD): 19..33. From then on every burst follows the previous one by 1 cycle (the
+    # column bus; each pseudo-channel every 2 = nCCDS = nBL, each group every 8 >= nCCDL) and
+    # the next pass's ACTs never hold it up: the last at 33 + 2040 = 2073, done at 2094.
+    result = run("hbm.read ch=0 row=5 rows=1 cols=32\n", engine)
+    bursts = [cycle for cycle, name in commands(result) if name in ("RD", "RDA")]
+    assert bursts[:8] == list(range(19, 34, 2))
+    assert bursts[8:] == list(range(34, 2074))
+    assert result.cycles == 2094

@@ -1,9 +1,10 @@
 """The `.hpimasm` assembly: text for HBM-PIM instruction streams (docs/assembly.md).
 
 `read_asm` / `write_asm` convert between text and the simulator's `HbmProgram`;
-`asm_to_module` / `module_to_asm` between text and an `hbm_isa.stream` in a module. The
-grammar is `hpimasm.lark`; `syntax.py` says which fields each instruction has. Reading and
-writing import neither xDSL nor (unless a line needs it) lark, so `hpim run-isa` starts fast.
+`asm_to_module` / `module_to_asm` between text and the `hbm_isa.stream`s of a module (one per
+section). The grammar is `hpimasm.lark`; `syntax.py` says which fields each instruction has.
+Reading and writing import neither xDSL nor (unless a line needs it) lark, so `hpim run-isa`
+starts fast.
 """
 
 from typing import TYPE_CHECKING
@@ -17,22 +18,23 @@ if TYPE_CHECKING:
 
 
 def asm_to_module(text: str, filename: str = "<input>") -> "ModuleOp":
-    """A module holding one `hbm_isa.stream` with the instructions written in `text`."""
+    """A module holding the `hbm_isa.stream`s of the sections written in `text`."""
     from xdsl.dialects.builtin import ModuleOp
 
-    from hpim_ir.dialects.hbm_isa import ops_from_program
+    from hpim_ir.dialects.hbm_isa import streams_from_program
 
-    return ModuleOp([ops_from_program(read_asm(text, filename))])
+    return ModuleOp(streams_from_program(read_asm(text, filename)))
 
 
 def module_to_asm(module: "ModuleOp") -> str:
-    """The assembly of the one `hbm_isa.stream` in `module` (HpimError if not exactly one)."""
-    from hpim_ir.dialects.hbm_isa import StreamOp, program_from_ops
+    """The assembly of the `hbm_isa.stream`s in `module`, one section each (HpimError if
+    there is none)."""
+    from hpim_ir.dialects.hbm_isa import StreamOp, program_from_streams
 
     streams = [op for op in module.walk() if isinstance(op, StreamOp)]
-    if len(streams) != 1:
-        raise HpimError(f"expected one hbm_isa.stream in the module, found {len(streams)}")
-    return write_asm(program_from_ops(streams[0]))
+    if not streams:
+        raise HpimError("expected an hbm_isa.stream in the module, found none")
+    return write_asm(program_from_streams(streams))
 
 
 __all__ = ["asm_to_module", "module_to_asm", "read_asm", "read_asm_reference", "write_asm"]

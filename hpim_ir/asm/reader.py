@@ -1,14 +1,15 @@
 """Reading `.hpimasm` text into an `HbmProgram`: a vectorized fast path over the lark reference.
 
 The lark grammar (`hpimasm.lark`) defines the language; `read_asm_reference` parses a whole
-text with it and is the reference. `read_asm` gets the same records faster: one compiled regex
-splits every line into a mnemonic and up to four `name=value` fields (`re.findall`, in C), a
-dictionary maps each line's signature (mnemonic, field names, range or not) onto its
-instruction, and numpy turns the digit strings into record columns and checks every value at
-once. A line the fast path does not take (an unknown signature, a value out of range, anything
-the regex does not match) goes on its own to the lark parser, which reads it or raises the
-error; so every message comes from one place and names the file, line and column.
-tests/test_asm.py proves that both paths give identical records and identical errors.
+text with it and is the reference. `read_asm` gets the same program faster: one compiled regex
+splits every line into a mnemonic and up to four `name=value` fields and a `ctx=A/D`
+(`re.findall`, in C), a dictionary maps each line's signature (mnemonic, field names, range or
+not) onto its instruction, and numpy turns the digit strings into record columns and checks
+every value at once. `.section` directive lines are read by a second regex. A line the fast
+path does not take (an unknown signature, a value out of range, anything the regexes do not
+match) goes on its own to the lark parser, which reads it or raises the error; so every
+message comes from one place and names the file, line and column. tests/test_asm.py proves
+that both paths give identical programs and identical errors.
 """
 
 import re
@@ -20,20 +21,27 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hpim_ir.asm.syntax import (
+    CONTEXT_FIELDS,
     HBM_BY_MNEMONIC,
     HBM_INSTRUCTIONS,
     MAX_VALUE,
+    SECTION_FIELDS,
+    SECTION_NAME,
     ChannelForm,
     InstructionSyntax,
     range_problem,
     record_of_fields,
+    section_problem,
     value_problem,
 )
 from hpim_ir.errors import HpimError
-from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmProgram
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmProgram, Section
 
 if TYPE_CHECKING:
     from lark import Lark, Tree, UnexpectedInput
+
+Directive = tuple[int, str | None, int | None, int | None]
+"""A `.section` line: (line number, name, repeat, row_stride), None where not given."""
 
 
 def read_asm(text: str, filename: str = "<input>") -> HbmProgram:
@@ -41,48 +49,76 @@ def read_asm(text: str, filename: str = "<input>") -> HbmProgram:
 
     Raises HpimError (file:line:column, what was found, what was expected) on bad input.
     """
-    records, rejected = _fast_records(text)
+    records, directives, rejected = _fast_records(text)
     if len(rejected):
         lines = text.split("\n")
-        taken = [
-            record
-            for number in rejected.tolist()
-            for record in _lark_records(lines[number - 1] + "\n", filename, first_line=number)
-        ]
+        taken, more = [], list(directives)
+        for number in rejected.tolist():
+            line_records, line_directives = _lark_items(
+                lines[number - 1] + "\n", filename, first_line=number
+            )
+            taken += line_records
+            more += line_directives
         records = np.concatenate([records, np.array(taken, dtype=RECORD_DTYPE)])
         records = records[np.argsort(records["line"], kind="stable")]
-    return HbmProgram(records)
+        directives = sorted(more)
+    return _program(records, directives)
 
 
 def read_asm_reference(text: str, filename: str = "<input>") -> HbmProgram:
     """`read_asm` by the lark parser alone: the reference the fast path is tested against."""
     if not text.endswith("\n"):
         text += "\n"
-    return HbmProgram(np.array(_lark_records(text, filename), dtype=RECORD_DTYPE))
+    records, directives = _lark_items(text, filename)
+    return _program(np.array(records, dtype=RECORD_DTYPE), directives)
+
+
+def _program(records: np.ndarray, directives: list[Directive]) -> HbmProgram:
+    """The program of records (sorted by line) and directives: the lines before the first
+    directive are a plain section if there are any (or no directives at all), and each
+    directive starts a section that runs to the next one."""
+    starts = np.searchsorted(records["line"], [line for line, *_ in directives]).tolist()
+    sections = [
+        Section(start, stop, *fields)
+        for start, stop, (_, *fields) in zip(starts, starts[1:] + [len(records)], directives)
+    ]
+    if not directives or starts[0] > 0:
+        sections.insert(0, Section(0, starts[0] if directives else len(records)))
+    return HbmProgram(records, tuple(sections))
 
 
 # --- the fast path -------------------------------------------------------------------------
 
-# A recognized line: an optional mnemonic with a first field that may be a range `A:B` and
-# three more fields, then blanks and a comment. Values have at most 10 digits, so int64 cannot
-# overflow; longer ones go to the lark path, which reports them. The last alternative takes any
-# other line, so `findall` yields exactly one match per line and match i is line i + 1.
+# A recognized line: an optional mnemonic with a first field that may be a range `A:B`, three
+# more fields and a `name=A/D` field, then blanks and a comment. Values have at most 10
+# digits, so int64 cannot overflow; longer ones go to the lark path, which reports them. The
+# last alternative takes any other line, so `findall` yields exactly one match per line and
+# match i is line i + 1.
 _NUMBER = r"([0-9]{1,10})"
 _LINE = re.compile(
     r"^[ \t]*(?:([a-z]+\.[a-z_]+)"
     rf"(?:[ \t]+([a-z]+)={_NUMBER}(?::{_NUMBER})?)?"
     + rf"(?:[ \t]+([a-z]+)={_NUMBER})?" * 3
-    + r")?[ \t]*(?:#[^\n]*)?\r?$"
+    + rf"(?:[ \t]+([a-z]+)={_NUMBER}/{_NUMBER})?"
+    r")?[ \t]*(?:#[^\n]*)?\r?$"
     r"|^([^\n]*)$",
     re.MULTILINE,
 )
-_MNEMONIC_GROUP, _OTHER_GROUP = 0, 10
-_NAME_GROUPS = (1, 4, 6, 8)  # the names of the four fields
-_VALUE_GROUPS = (2, 3, 5, 7, 9)  # value positions: first field, its range end, three fields
-_FIELD_VALUE = (0, 2, 3, 4)  # the value position of each of the four fields
-_COLUMNS = ("ch_lo", "ch_hi", "row", "col", "n")
+_MNEMONIC_GROUP, _OTHER_GROUP = 0, 13
+_NAME_GROUPS = (1, 4, 6, 8, 10)  # the names of the five fields
+# Value positions: first field, its range end, three fields, the two numbers of `ctx=A/D`.
+_VALUE_GROUPS = (2, 3, 5, 7, 9, 11, 12)
+_FIELD_VALUE = (0, 2, 3, 4)  # the value position of each of the four `name=value` fields
+_CONTEXT_VALUES = (5, 6)
+_COLUMNS = ("ch_lo", "ch_hi", "row", "col", "n", "bank", *CONTEXT_FIELDS)
 # The largest value at each position; a range's end is one past its last channel.
-_MAXIMUM = np.array([MAX_VALUE, MAX_VALUE + 1, MAX_VALUE, MAX_VALUE, MAX_VALUE])
+_MAXIMUM = np.array([MAX_VALUE, MAX_VALUE + 1] + [MAX_VALUE] * 5)
+
+_DIRECTIVE = re.compile(
+    rf"[ \t]*\.section(?:[ \t]+({SECTION_NAME.pattern}))?"
+    + "".join(rf"(?:[ \t]+{field}={_NUMBER})?" for field, _ in SECTION_FIELDS)
+    + r"[ \t]*(?:#.*)?\r?"
+)
 
 
 class _SignatureIndex(dict):
@@ -96,7 +132,7 @@ class _SignatureIndex(dict):
 class _FastTable:
     """How each line signature fills a record, one row per signature (row 0: blank line).
 
-    A line's signature is (mnemonic, four field names, has a range end, other text). Record
+    A line's signature is (mnemonic, five field names, has a range end, other text). Record
     column c of a line with signature s is `values[source[s, c]] + offset[s, c]` (a single
     channel C is the range [C, C + 1)), or `const[s, c]` where `source` is -1. Its value at
     position p must be at least `minimum[s, p]`; `check_range[s]`: the channel range must not
@@ -121,39 +157,47 @@ _CHANNEL_SPELLINGS = {  # (has a channel field, has a range end) for each channe
 
 
 def _fast_table() -> _FastTable:
-    spellings: list[tuple[InstructionSyntax, bool, bool]] = [
-        (syntax, has_channel, has_end)
+    spellings: list[tuple[InstructionSyntax, bool, bool, bool]] = [
+        (syntax, has_channel, has_end, context)
         for syntax in HBM_INSTRUCTIONS.values()
         for has_channel, has_end in _CHANNEL_SPELLINGS[syntax.channel]
+        for context in ((False, True) if syntax.count else (False,))
     ]
     rows = len(spellings) + 1
-    index = _SignatureIndex({("",) * 5 + (False, False): 0})
+    index = _SignatureIndex({("",) * 6 + (False, False): 0})
     opcode = np.zeros(rows, dtype=np.uint8)
     source = np.full((rows, len(_COLUMNS)), -1, dtype=np.int64)
     offset = np.zeros_like(source)
     const = np.zeros_like(source)
     minimum = np.zeros((rows, len(_VALUE_GROUPS)), dtype=np.int64)
     check_range = np.zeros(rows, dtype=bool)
-    for s, (syntax, has_channel, has_end) in enumerate(spellings, start=1):
+    for s, (syntax, has_channel, has_end, context) in enumerate(spellings, start=1):
         names = ["ch"] * has_channel + [field.name for field in syntax.fields]
-        index[(syntax.mnemonic, *names, *[""] * (4 - len(names)), has_end, False)] = s
+        names += [""] * (4 - len(names)) + ["ctx" if context else ""]
+        index[(syntax.mnemonic, *names, has_end, False)] = s
         opcode[s] = syntax.op
-        const[s] = record_of_fields(syntax, None, {f.name: 0 for f in syntax.fields})[1:6]
+        record = record_of_fields(syntax, None, {f.name: 0 for f in syntax.fields})
+        const[s] = [record[RECORD_DTYPE.names.index(column)] for column in _COLUMNS]
         if has_channel:
             source[s, :2] = (0, 1) if has_end else (0, 0)
             offset[s, 1] = 0 if has_end else 1
             check_range[s] = has_end
         for field, position in zip(syntax.fields, _FIELD_VALUE[has_channel:]):
             source[s, _COLUMNS.index(field.column)] = position
-            minimum[s, position] = field.minimum
+            minimum[s, position] = 0 if context and field == syntax.count else field.minimum
+        if context:
+            for name, position in zip(CONTEXT_FIELDS, _CONTEXT_VALUES):
+                source[s, _COLUMNS.index(name)] = position
+                minimum[s, position] = 1
     return _FastTable(index, opcode, source, offset, const, minimum, check_range)
 
 
 _TABLE = _fast_table()
 
 
-def _fast_records(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Records of the lines the fast path takes, and the numbers of the other non-blank lines."""
+def _fast_records(text: str) -> tuple[np.ndarray, list[Directive], np.ndarray]:
+    """Records of the instruction lines and the directives the fast path takes, and the
+    numbers of the other non-blank lines."""
     matches = _LINE.findall(text)
     count = len(matches)
     assert count == text.count("\n") + 1, "the line regex must match every line exactly once"
@@ -184,7 +228,25 @@ def _fast_records(text: str) -> tuple[np.ndarray, np.ndarray]:
         | (values < _TABLE.minimum[known].T).any(axis=0)
         | (_TABLE.check_range[known] & (records["ch_hi"] <= records["ch_lo"]))
     )
-    return records[(signature > 0) & ~rejected], np.flatnonzero(rejected) + 1
+    directives = []
+    for number in np.flatnonzero(rejected & (signature < 0)).tolist():
+        directive = _fast_directive(groups[_OTHER_GROUP][number], number + 1)
+        if directive is not None:
+            directives.append(directive)
+            rejected[number] = False
+    return records[(signature > 0) & ~rejected], directives, np.flatnonzero(rejected) + 1
+
+
+def _fast_directive(line: str, number: int) -> Directive | None:
+    """The directive written on `line`, or None if the fast path does not take it."""
+    match = _DIRECTIVE.fullmatch(line)
+    if match is None:
+        return None
+    name, *numbers = match.groups()
+    repeat, row_stride = (int(value) if value else None for value in numbers)
+    if section_problem(name, repeat, row_stride):
+        return None
+    return number, name, repeat, row_stride
 
 
 # --- the lark path -------------------------------------------------------------------------
@@ -198,36 +260,65 @@ def _parser() -> "Lark":
     return Lark(grammar, parser="lalr")
 
 
-def _lark_records(text: str, filename: str, first_line: int = 1) -> list[tuple]:
-    """Records of `text` (newline-terminated) whose first line is line `first_line` of the file."""
+def _lark_items(text: str, filename: str, first_line: int = 1) -> tuple[list, list[Directive]]:
+    """Records and directives of `text` (newline-terminated) whose first line is line
+    `first_line` of the file."""
     from lark import UnexpectedInput
 
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as error:
         raise _syntax_error(error, text, filename, first_line) from None
-    return [_record(instruction, text, filename, first_line) for instruction in tree.children]
+    records, directives = [], []
+    for item in tree.children:
+        if item.data == "section":
+            directives.append(_directive(item, text, filename, first_line))
+        else:
+            records.append(_record(item, text, filename, first_line))
+    return records, directives
 
 
 def _record(instruction: "Tree", text: str, filename: str, first_line: int) -> tuple:
-    """The record of one parsed instruction, its values checked as the fast path checks them."""
+    """The record of one parsed instruction, its values checked as the fast path checks them
+    (in the order written; a count may be 0 when a `ctx=` follows)."""
     mnemonic, *fields = instruction.children
     syntax = HBM_BY_MNEMONIC[mnemonic]
     minimum = {field.name: field.minimum for field in syntax.fields}
+    if any(field.data == "ctx" for field in fields):
+        minimum.update({name: 1 for name in CONTEXT_FIELDS}, **{syntax.count.name: 0})
     channels = None
     values: dict[str, int] = {}
     for field in fields:
-        first, *end = [int(token) for token in field.children]
+        numbers = [int(token) for token in field.children]
         if field.data in ("ch", "channels"):
+            first, *end = numbers
             channels = (first, end[0] if end else first + 1)
-            problem = range_problem(*channels) if end else value_problem("ch", first)
+            problems = [range_problem(*channels) if end else value_problem("ch", first)]
         else:
-            values[field.data] = first
-            problem = value_problem(field.data, first, minimum[field.data])
-        if problem:
-            token = field.children[0]
-            raise _located(problem, text, filename, first_line, token.line, token.column)
+            names = CONTEXT_FIELDS if field.data == "ctx" else (field.data,)
+            values.update(zip(names, numbers))
+            problems = [value_problem(n, v, minimum[n]) for n, v in zip(names, numbers)]
+        for token, problem in zip(field.children, problems):
+            if problem:
+                raise _located(problem, text, filename, first_line, token.line, token.column)
     return record_of_fields(syntax, channels, values, line=first_line + mnemonic.line - 1)
+
+
+def _directive(item: "Tree", text: str, filename: str, first_line: int) -> Directive:
+    """A parsed `.section` line, its values checked."""
+    keyword, *parts = item.children
+    name, fields = None, {}
+    for part in parts:
+        if getattr(part, "type", None) == "NAME":
+            name = str(part)
+        else:
+            token = part.children[0]
+            fields[part.data] = int(token)
+            minimum = dict(SECTION_FIELDS)[part.data]
+            if problem := value_problem(part.data, int(token), minimum):
+                raise _located(problem, text, filename, first_line, token.line, token.column)
+    repeat, row_stride = (fields.get(field) for field, _ in SECTION_FIELDS)
+    return first_line + keyword.line - 1, name, repeat, row_stride
 
 
 def _located(
@@ -248,7 +339,8 @@ def _syntax_error(error: "UnexpectedInput", text: str, filename: str, first_line
     mnemonic = _WORD.match(source, start).group()
     at = error.column - 1
     if start <= at < start + len(mnemonic):
-        message, at = f"unknown instruction {mnemonic!r}", start
+        what = "directive" if mnemonic.startswith(".") else "instruction"
+        message, at = f"unknown {what} {mnemonic!r}", start
     else:
         at = len(source) - len(source[at:].lstrip(" \t"))
         found = _WORD.match(source, at).group()
@@ -266,6 +358,7 @@ _WORD = re.compile(r"[^ \t#]*")  # a word ends at a blank or where a comment sta
 
 _TERMINAL_NAMES = {
     "INT": "a non-negative integer",
+    "NAME": "a section name",
     "_WS": "a space",
     "_NL": "end of line",
     "$END": "end of file",

@@ -1,12 +1,15 @@
 """The fields of each HBM-PIM instruction and how they fill an `HbmProgram` record.
 
 One table, `HBM_INSTRUCTIONS`, says for every `HbmOp` how it is written (`hbm.gemv ch=A:B
-row=R rows=N cols=K`), which record column each field fills, and the smallest value each field
-takes. The assembly reader (fast path and lark path), the writer and the `hbm_isa` dialect all
+row=R rows=N cols=K`), which record column each field fills, the smallest value each field
+takes, and which count (if any) may depend on the context length (`ctx=A/D`, last on the
+line). The assembly reader (fast path and lark path), the writer and the `hbm_isa` dialect all
 work from it, so the three cannot disagree on a field; the dialect's property names are the
-field names. This module imports no xDSL and no lark: `hpim run-isa` loads it on every run.
+field names (`per_ctx`, `ctx_div` for `ctx=A/D`). The `.section` directive's fields are here
+too. This module imports no xDSL and no lark: `hpim run-isa` loads it on every run.
 """
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -23,8 +26,11 @@ NO_CHANNEL = (-1, -1)
 ALL_CHANNELS = (0, -1)
 """The channel columns of `hbm.barrier` without `ch=`: every channel of the machine."""
 
-UNSET = {"row": -1, "col": -1, "n": 1}
+UNSET = {"row": -1, "col": -1, "n": 1, "bank": -1, "per_ctx": 0, "ctx_div": 1}
 """What a record column holds when the instruction has no field for it (program.py)."""
+
+CONTEXT_FIELDS = ("per_ctx", "ctx_div")
+"""`ctx=A/D` as values: the count grows by ceil(A * ctx / D); A and D at least 1."""
 
 
 class ChannelForm(Enum):
@@ -55,16 +61,19 @@ ROWS = Field("rows", "n", 1)
 COLS = Field("cols", "col", 1)
 BURSTS = Field("n", "n", 1)
 TOKEN = Field("tok", "n", 0)
+BANK = Field("bank", "bank", 0)
 
 
 @dataclass(frozen=True)
 class InstructionSyntax:
-    """One instruction kind: its mnemonic, channel form and fields in the order written."""
+    """One instruction kind: its mnemonic, channel form and fields in the order written;
+    `count` is the field an optional `ctx=A/D` adds to (which may then be 0), if any."""
 
     op: HbmOp
     mnemonic: str
     channel: ChannelForm
     fields: tuple[Field, ...]
+    count: Field | None = None
 
 
 HBM_INSTRUCTIONS: dict[HbmOp, InstructionSyntax] = {
@@ -78,9 +87,17 @@ HBM_INSTRUCTIONS: dict[HbmOp, InstructionSyntax] = {
         InstructionSyntax(HbmOp.BARRIER, "hbm.barrier", ChannelForm.OPTIONAL, ()),
         InstructionSyntax(HbmOp.SIGNAL, "hbm.signal", ChannelForm.NONE, (TOKEN,)),
         InstructionSyntax(HbmOp.WAIT, "hbm.wait", ChannelForm.NONE, (TOKEN,)),
-        InstructionSyntax(HbmOp.GEMV, "hbm.gemv", ChannelForm.RANGE, (ROW, ROWS, COLS)),
+        InstructionSyntax(HbmOp.GEMV, "hbm.gemv", ChannelForm.RANGE, (ROW, ROWS, COLS), ROWS),
         InstructionSyntax(HbmOp.LOAD_GB, "hbm.load_gb", ChannelForm.RANGE, (COLS,)),
-        InstructionSyntax(HbmOp.READOUT, "hbm.readout", ChannelForm.RANGE, (BURSTS,)),
+        InstructionSyntax(HbmOp.READOUT, "hbm.readout", ChannelForm.RANGE, (BURSTS,), BURSTS),
+        InstructionSyntax(HbmOp.ACT, "hbm.act", ChannelForm.ONE, (BANK, ROW)),
+        InstructionSyntax(HbmOp.PRE, "hbm.pre", ChannelForm.ONE, (BANK,)),
+        InstructionSyntax(HbmOp.RD, "hbm.rd", ChannelForm.ONE, (BANK, ROW, COL)),
+        InstructionSyntax(HbmOp.WR, "hbm.wr", ChannelForm.ONE, (BANK, ROW, COL)),
+        InstructionSyntax(HbmOp.RDA, "hbm.rda", ChannelForm.ONE, (BANK, ROW, COL)),
+        InstructionSyntax(HbmOp.WRA, "hbm.wra", ChannelForm.ONE, (BANK, ROW, COL)),
+        InstructionSyntax(HbmOp.READ, "hbm.read", ChannelForm.RANGE, (ROW, ROWS, COLS), ROWS),
+        InstructionSyntax(HbmOp.WRITE, "hbm.write", ChannelForm.RANGE, (ROW, ROWS, COLS), ROWS),
     )
 }
 
@@ -113,7 +130,8 @@ def range_problem(lo: int, hi: int, spelling: str = "{}:{}") -> str | None:
 def instruction_problem(
     syntax: InstructionSyntax, channels: Channels, values: dict[str, int], spelling: str = "{}:{}"
 ) -> str | None:
-    """The first reason these fields do not make an instruction, or None if they do."""
+    """The first reason these fields do not make an instruction, or None if they do.
+    `values` holds `per_ctx` and `ctx_div` when the count depends on the context."""
     if channels is not None:
         problem = (
             range_problem(*channels, spelling)
@@ -122,23 +140,37 @@ def instruction_problem(
         )
         if problem:
             return problem
+    context = CONTEXT_FIELDS[0] in values
     for field in syntax.fields:
-        problem = value_problem(field.name, values[field.name], field.minimum)
+        # With ctx= the count may be 0 (a cache read that only grows with the context).
+        minimum = 0 if context and field == syntax.count else field.minimum
+        problem = value_problem(field.name, values[field.name], minimum)
         if problem:
             return problem
+    if context:
+        if syntax.count is None:
+            return "takes no ctx="
+        for name in CONTEXT_FIELDS:
+            if problem := value_problem(name, values[name], 1):
+                return problem
     return None
 
 
 def record_of_fields(
     syntax: InstructionSyntax, channels: Channels, values: dict[str, int], line: int = 0
-) -> tuple[int, int, int, int, int, int, int]:
-    """The record (op, ch_lo, ch_hi, row, col, n, line) of one instruction given its fields."""
+) -> tuple[int, ...]:
+    """The record (`RECORD_DTYPE` order) of one instruction given its fields (and `per_ctx`,
+    `ctx_div` in `values` when its count depends on the context)."""
     columns = dict(UNSET)
     for field in syntax.fields:
         columns[field.column] = values[field.name]
+    for name in CONTEXT_FIELDS:
+        columns[name] = values.get(name, UNSET[name])
     if channels is None:
         channels = NO_CHANNEL if syntax.channel is ChannelForm.NONE else ALL_CHANNELS
-    return (syntax.op, *channels, columns["row"], columns["col"], columns["n"], line)
+    columns["ch_lo"], columns["ch_hi"] = channels
+    columns["op"], columns["line"] = syntax.op, line
+    return tuple(columns[name] for name in RECORD_DTYPE.names)
 
 
 def fields_of_record(record: tuple, index: int) -> tuple[InstructionSyntax, Channels, dict[str, int]]:
@@ -146,8 +178,8 @@ def fields_of_record(record: tuple, index: int) -> tuple[InstructionSyntax, Chan
 
     `record` is record number `index` of a program, as a tuple (`records.tolist()` gives
     them). Raises HpimError naming the record when it is not a valid instruction: an unknown
-    op, a raw command not on exactly one channel, or a value out of range. Columns the
-    instruction has no field for are not read.
+    op, a raw command not on exactly one channel, a value out of range, or a context term on
+    an instruction without a count. Columns the instruction has no field for are not read.
     """
     try:
         syntax = HBM_INSTRUCTIONS[HbmOp(record[0])]
@@ -162,6 +194,9 @@ def fields_of_record(record: tuple, index: int) -> tuple[InstructionSyntax, Chan
     elif syntax.channel is not ChannelForm.RANGE and hi != lo + 1:
         raise HpimError(f"record {index} ({syntax.mnemonic}): takes one channel, not {lo}:{hi}")
     values = {field.name: record[_COLUMN_INDEX[field.column]] for field in syntax.fields}
+    context = {name: record[_COLUMN_INDEX[name]] for name in CONTEXT_FIELDS}
+    if context != {name: UNSET[name] for name in CONTEXT_FIELDS}:
+        values.update(context)
     problem = instruction_problem(syntax, channels, values)
     if problem:
         raise HpimError(f"record {index} ({syntax.mnemonic}): {problem}")
@@ -169,3 +204,36 @@ def fields_of_record(record: tuple, index: int) -> tuple[InstructionSyntax, Chan
 
 
 _COLUMN_INDEX = {name: i for i, name in enumerate(RECORD_DTYPE.names)}
+
+
+# --- the .section directive ----------------------------------------------------------------
+
+SECTION_DIRECTIVE = ".section"
+SECTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+"""What a section name may be: it is written bare on the directive line."""
+SECTION_FIELDS = (("repeat", 1), ("row_stride", 0))
+"""The directive's optional fields after the name, in order, with their smallest values."""
+
+
+def section_problem(name: str | None, repeat: int | None, row_stride: int | None) -> str | None:
+    """Why these cannot be a section's name, repeat and row_stride (None: not given)."""
+    if name is not None and not SECTION_NAME.fullmatch(name):
+        return (
+            f"section name {name!r} must be a letter or '_' followed by letters, digits, "
+            "'_', '.' or '-'"
+        )
+    for (field, minimum), value in zip(SECTION_FIELDS, (repeat, row_stride)):
+        if value is not None and (problem := value_problem(field, value, minimum)):
+            return problem
+    return None
+
+
+def section_line(name: str | None, repeat: int | None, row_stride: int | None) -> str:
+    """The directive line of a section, canonical spelling."""
+    words = [SECTION_DIRECTIVE] + ([name] if name is not None else [])
+    words += [
+        f"{field}={value}"
+        for (field, _), value in zip(SECTION_FIELDS, (repeat, row_stride))
+        if value is not None
+    ]
+    return " ".join(words)

@@ -92,6 +92,8 @@ class HbmEnergy:
     mac_ab: float = energy("MAC_AB: every bank reads one column, its PU multiply-accumulates it")
     wr_gb: float = energy("WR_GB: one column of input from the host into the global buffer")
     rd_out: float = energy("RD_OUT: one column of results from the PUs to the host")
+    rd: float = energy("RD / RDA: one column of one bank's open row to the host (normal mode)")
+    wr: float = energy("WR / WRA: one column from the host into one bank's open row")
     refresh: float = energy("REFab: one all-bank refresh of the channel")
     background_mw: float = energy("static (background) power of one channel", "mW")
 

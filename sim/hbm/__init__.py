@@ -1,14 +1,24 @@
 """The HBM-PIM subsystem simulated at DRAM-command level.
 
 `simulate(program, hw)` runs an `HbmProgram` (`program.py`) on a hardware description and
-returns an `HbmResult`; `write_trace_csv` exports its command trace. The model (controllers,
-bank state, every timing rule, refresh, energy) is documented in `docs/hbm-engine.md`; the
-modules: `timing` (commands and rules), `controller` (the per-channel policy), `reference`
+returns an `HbmResult`; `write_trace_csv` exports its command trace; `bind_context`, `unroll`
+and `expand_sections` make a compiled program's context-dependent counts and repeated
+sections concrete. The model (controllers, bank state, every timing rule, refresh, energy)
+is documented in `docs/hbm-engine.md`; the modules: `timing` (commands and rules), `normal`
+(bank numbers, the read / write macros), `controller` (the per-channel policy), `reference`
 and `fast` (the two engines), `trace`, `energy`, `engine` (validation and results).
 """
 
 from hpim_ir.sim.hbm.engine import ENGINES, HbmResult, simulate, validate_program
-from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram
+from hpim_ir.sim.hbm.program import (
+    RECORD_DTYPE,
+    HbmOp,
+    HbmProgram,
+    Section,
+    bind_context,
+    expand_sections,
+    unroll,
+)
 from hpim_ir.sim.hbm.timing import Cmd
 from hpim_ir.sim.hbm.trace import TRACE_DTYPE, write_trace_csv
 
@@ -20,7 +30,11 @@ __all__ = [
     "HbmOp",
     "HbmProgram",
     "HbmResult",
+    "Section",
+    "bind_context",
+    "expand_sections",
     "simulate",
+    "unroll",
     "validate_program",
     "write_trace_csv",
 ]

@@ -1,21 +1,32 @@
 """The HBM-PIM instruction stream as the simulator consumes it.
 
 One numpy structured array, one record per instruction, in program order. Raw commands
-(`wr_gb`, `mac_ab`, `act_ab`, `pre_ab`, `rd_out`, `barrier`) and macro-instructions (`gemv`,
-`load_gb`, `readout`) share the record layout, so a 66k-line micro-benchmark and a compiled
-model are the same kind of object. A macro-instruction stands for exactly the raw sequence
-documented on its `HbmOp` member; the engines never need to materialize that sequence.
+(`wr_gb`, `mac_ab`, `act_ab`, `pre_ab`, `rd_out`, `barrier`; the normal-mode `act`, `pre`,
+`rd`, `wr`, `rda`, `wra`) and macro-instructions (`gemv`, `load_gb`, `readout`, `read`,
+`write`) share the record layout, so a 66k-line micro-benchmark and a compiled model are the
+same kind of object. A macro-instruction stands for exactly the raw sequence documented on
+its `HbmOp` member; the engines never need to materialize that sequence.
 
 Channel fields are a half-open range `[ch_lo, ch_hi)`: a raw command on channel C has
 `ch_lo = C, ch_hi = C + 1`; `ch_lo = 0, ch_hi = -1` means every channel of the machine
 (`hbm.barrier` with no channel); signal and wait carry `-1, -1`. Both the
 assembly reader (`hpim_ir.asm`) and the `hbm_isa` dialect produce this array.
+
+Context-dependent sizes: a decode step is compiled once for every context length `ctx`. The
+count of a `gemv`, `read`, `write` (rows) or `readout` (bursts) is `n + ceil(per_ctx * ctx /
+ctx_div)`; `bind_context` makes the counts concrete for one `ctx`.
+
+Sections: a program is a sequence of `Section`s (the prologue, the decoder layers, ...); a
+section may be repeated, iteration `l` moving every row by `l * row_stride`. `unroll` and
+`expand_sections` turn a section into the plain records it stands for.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 import numpy as np
+
+from hpim_ir.errors import HpimError
 
 
 class HbmOp(IntEnum):
@@ -43,7 +54,28 @@ class HbmOp(IntEnum):
     """`hbm.load_gb ch=C cols=K`: wr_gb col=k for k in 0..K-1."""
     READOUT = 10
     """`hbm.readout ch=C n=N`: N x rd_out."""
+    ACT = 11
+    """`hbm.act ch=C bank=B row=R`: activate row R in bank B of C (normal mode)."""
+    PRE = 12
+    """`hbm.pre ch=C bank=B`: precharge bank B of C."""
+    RD = 13
+    """`hbm.rd ch=C bank=B row=R col=K`: read 32 B (column K of row R of bank B) to the host."""
+    WR = 14
+    """`hbm.wr ch=C bank=B row=R col=K`: write 32 B from the host into column K of row R of B."""
+    RDA = 15
+    """`hbm.rda ch=C bank=B row=R col=K`: `rd` with auto-precharge (the bank closes itself)."""
+    WRA = 16
+    """`hbm.wra ch=C bank=B row=R col=K`: `wr` with auto-precharge."""
+    READ = 17
+    """`hbm.read ch=C row=R rows=N cols=K`: read columns 0..K-1 of rows R..R+N-1 of every bank
+    of C, bank-group and pseudo-channel interleaved: the raw sequence of
+    `hpim_ir.sim.hbm.normal.stream_passes` (rd / rda and the act that open banks ahead)."""
+    WRITE = 18
+    """`hbm.write ch=C row=R rows=N cols=K`: the same as `read` with wr / wra."""
 
+
+COUNTED = (HbmOp.GEMV, HbmOp.READ, HbmOp.WRITE, HbmOp.READOUT)
+"""Instructions whose count (column `n`) may depend on the context length."""
 
 RECORD_DTYPE = np.dtype(
     [
@@ -51,27 +83,143 @@ RECORD_DTYPE = np.dtype(
         ("ch_lo", np.int32),
         ("ch_hi", np.int32),
         ("row", np.int32),  # -1 where the instruction has no row
-        ("col", np.int32),  # column / buffer slot; gemv and load_gb: columns; -1 if none
-        ("n", np.int32),  # gemv: rows; readout: bursts; signal/wait: token; else 1
+        ("col", np.int32),  # column / buffer slot; gemv, load_gb, read, write: columns; -1 if none
+        ("n", np.int32),  # gemv, read, write: rows; readout: bursts; signal/wait: token; else 1
         ("line", np.int32),  # source line (1-based) for messages; 0 if none
+        ("bank", np.int32),  # act, pre, rd, wr, rda, wra: bank of the channel; -1 if none
+        ("per_ctx", np.int32),  # counted instructions: n + ceil(per_ctx * ctx / ctx_div)
+        ("ctx_div", np.int32),
     ]
 )
+
+DEFAULTS = (-1, 0, 1)
+"""The columns after `line` (bank, per_ctx, ctx_div) of an instruction that leaves them out."""
+
+MAX_COUNT = 2**31 - 2
+"""The largest count a bound instruction may have (the record column is int32)."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """Records `[start, stop)` of a program, written `.section NAME repeat=N row_stride=S`.
+
+    `name`, `repeat` and `row_stride` are None when not given (a program without directives
+    is one section with none of them). The section stands for its records `repeat` times
+    (default once), iteration `l` with every row moved on by `l * row_stride` (default 0)."""
+
+    start: int
+    stop: int
+    name: str | None = None
+    repeat: int | None = None
+    row_stride: int | None = None
+
+    @property
+    def times(self) -> int:
+        return 1 if self.repeat is None else self.repeat
+
+    @property
+    def stride(self) -> int:
+        return 0 if self.row_stride is None else self.row_stride
+
+    @property
+    def plain(self) -> bool:
+        """No name, repeat or row_stride: what a program without directives is."""
+        return self.name is None and self.repeat is None and self.row_stride is None
 
 
 @dataclass(frozen=True)
 class HbmProgram:
-    """An HBM-PIM instruction stream: `records` is a 1-D array of `RECORD_DTYPE`."""
+    """An HBM-PIM instruction stream: `records` is a 1-D array of `RECORD_DTYPE`, `sections`
+    cover it in order (by default one plain section)."""
 
     records: np.ndarray
+    sections: tuple[Section, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.records.dtype != RECORD_DTYPE or self.records.ndim != 1:
             raise TypeError("HbmProgram.records must be a 1-D array of RECORD_DTYPE")
+        if not self.sections:
+            object.__setattr__(self, "sections", (Section(0, len(self.records)),))
+        bounds = [(s.start, s.stop) for s in self.sections]
+        starts = [0] + [stop for _, stop in bounds[:-1]]
+        if [start for start, _ in bounds] != starts or bounds[-1][1] != len(self.records):
+            raise TypeError(f"sections {bounds} do not cover records 0..{len(self.records)}")
 
     def __len__(self) -> int:
         return len(self.records)
 
     @staticmethod
-    def from_rows(rows: list[tuple[int, int, int, int, int, int, int]]) -> "HbmProgram":
-        """Build from (op, ch_lo, ch_hi, row, col, n, line) tuples (tests, small programs)."""
-        return HbmProgram(np.array(rows, dtype=RECORD_DTYPE))
+    def from_rows(rows: list[tuple[int, ...]]) -> "HbmProgram":
+        """Build from (op, ch_lo, ch_hi, row, col, n, line[, bank, per_ctx, ctx_div]) tuples
+        (tests, small programs); left-out trailing columns take their `DEFAULTS`."""
+        full = [tuple(row) + DEFAULTS[len(row) - 7 :] for row in rows]
+        return HbmProgram(np.array(full, dtype=RECORD_DTYPE))
+
+
+def has_context(program: HbmProgram) -> bool:
+    """Whether some count of the program depends on the context length."""
+    return bool((program.records["per_ctx"] != 0).any())
+
+
+def bind_context(program: HbmProgram, ctx: int, source: str = "<program>") -> HbmProgram:
+    """The program for context length `ctx`: every count `n + ceil(per_ctx * ctx / ctx_div)`,
+    `per_ctx` 0 and `ctx_div` 1; instructions whose count is 0 do nothing and are left out
+    (sections shrink accordingly). HpimError names the line of a count that overflows."""
+    if ctx < 0:
+        raise HpimError(f"the context length must be non-negative, got {ctx}")
+    records = program.records
+    per_ctx = records["per_ctx"].astype(np.int64)
+    divisor = records["ctx_div"].astype(np.int64)
+    count = records["n"] + -((-per_ctx * ctx) // np.maximum(divisor, 1))
+    overflow = np.flatnonzero((per_ctx != 0) & (count > MAX_COUNT))
+    if len(overflow):
+        i = int(overflow[0])
+        raise HpimError(
+            f"{where(records, i, source)}: hbm.{HbmOp(int(records['op'][i])).name.lower()} count "
+            f"{int(records['n'][i])} + ceil({per_ctx[i]} * {ctx} / {divisor[i]}) = {count[i]} "
+            f"is more than {MAX_COUNT}"
+        )
+    bound = records.copy()
+    bound["n"] = np.where(per_ctx != 0, count, records["n"])
+    bound["per_ctx"] = 0
+    bound["ctx_div"] = 1
+    kept = ~((per_ctx != 0) & (count == 0))
+    # A section's new bounds: how many kept records precede its old bounds.
+    before = np.concatenate([[0], np.cumsum(kept)])
+    sections = tuple(
+        replace(s, start=int(before[s.start]), stop=int(before[s.stop])) for s in program.sections
+    )
+    return HbmProgram(bound[kept], sections)
+
+
+def unroll(program: HbmProgram, repeat: int, row_stride: int) -> HbmProgram:
+    """`repeat` copies of the program's records in order, copy `l` with every row (where the
+    instruction has one) moved on by `l * row_stride`: what a repeated section stands for."""
+    records = np.tile(program.records, repeat)
+    has_row = records["row"] >= 0
+    iteration = np.repeat(np.arange(repeat, dtype=np.int64), len(program.records))
+    rows = np.where(has_row, records["row"] + iteration * row_stride, records["row"])
+    if len(rows) and rows.max() > MAX_COUNT:
+        raise HpimError(
+            f"unrolling {repeat} times with row_stride={row_stride} moves a row to "
+            f"{rows.max()}, past {MAX_COUNT}"
+        )
+    records["row"] = rows
+    return HbmProgram(records)
+
+
+def expand_sections(program: HbmProgram) -> HbmProgram:
+    """The program as plain records: every section unrolled (`unroll`), in order."""
+    if all(s.times == 1 for s in program.sections):
+        return HbmProgram(program.records)
+    parts = [
+        unroll(HbmProgram(program.records[s.start : s.stop]), s.times, s.stride).records
+        for s in program.sections
+    ]
+    return HbmProgram(np.concatenate(parts))
+
+
+def where(records: np.ndarray, index: int, source: str) -> str:
+    """`source:line` of record `index` for messages (`source: record i` without a line)."""
+    line = int(records["line"][index])
+    return f"{source}:{line}" if line > 0 else f"{source}: record {index}"

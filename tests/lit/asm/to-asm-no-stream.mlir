@@ -6,4 +6,4 @@ func.func @f() {
   func.return
 }
 
-// CHECK: hpim translate: error: expected one hbm_isa.stream in the module, found 0
+// CHECK: hpim translate: error: expected an hbm_isa.stream in the module, found none

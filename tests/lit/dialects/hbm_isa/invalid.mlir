@@ -81,6 +81,54 @@ hbm_isa.stream {
 // -----
 
 hbm_isa.stream {
+  hbm_isa.rd ch 0 bank -1 row 0 col 0
+}
+// CHECK: 'hbm_isa.rd': bank must be non-negative, got -1
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.read ch 0 to 16 row 0 rows 0 cols 32
+}
+// CHECK: 'hbm_isa.read': rows must be at least 1, got 0
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.write ch 0 to 16 row 0 rows 0 cols 0 ctx 1 / 8
+}
+// CHECK: 'hbm_isa.write': cols must be at least 1, got 0
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.read ch 0 to 16 row 0 rows 0 cols 32 ctx 0 / 8
+}
+// CHECK: 'hbm_isa.read': per_ctx must be at least 1, got 0
+
+// -----
+
+hbm_isa.stream {
+  hbm_isa.gemv ch 0 to 16 row 0 rows 0 cols 32 ctx 1 / 0
+}
+// CHECK: 'hbm_isa.gemv': ctx_div must be at least 1, got 0
+
+// -----
+
+hbm_isa.stream {
+  "hbm_isa.readout"() <{ch_lo = 0 : i64, ch_hi = 1 : i64, n = 0 : i64, per_ctx = 1 : i64}> : () -> ()
+}
+// CHECK: 'hbm_isa.readout': per_ctx and ctx_div go together
+
+// -----
+
+hbm_isa.stream attributes {section = "two words"} {
+}
+// CHECK: 'hbm_isa.stream': section name 'two words' must be a letter or '_' followed by letters, digits, '_', '.' or '-'
+
+// -----
+
+hbm_isa.stream {
   %c = arith.constant 0 : i64
 }
 // CHECK: 'hbm_isa.stream': 'arith.constant' is not an hbm_isa instruction
