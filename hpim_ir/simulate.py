@@ -38,6 +38,7 @@ class CompileOptions:
     pipeline: bool = True
     granularity: str = "tile"
     kv_cache: str | None = None
+    max_context: int = 0  # an SRAM-resident KV cache must hold this many tokens
 
     def lower_pass(self):
         from hpim_ir.passes.hpim_lower import HpimLowerPass
@@ -48,6 +49,7 @@ class CompileOptions:
             pipeline=self.pipeline,
             granularity=self.granularity,
             kv_cache=self.kv_cache,
+            max_context=self.max_context,
         )
 
 

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         policy=args.policy,
         pipeline=not args.no_pipeline,
         kv_cache=args.kv_cache,
+        max_context=args.prompt + args.generate,
     )
     report = simulate_request(
         options,

@@ -1,0 +1,76 @@
+"""`hpim simulate`'s pieces: the decode contexts and their sampling, the interval unions
+behind the per-part times, the analytic prefill, and the compile cache."""
+
+import numpy as np
+import pytest
+
+from hpim_ir.errors import HpimError
+from hpim_ir.frontend import load_config
+from hpim_ir.hardware import load_hardware
+from hpim_ir.simulate import (
+    CompileOptions,
+    _union_length,
+    cache_key,
+    compile_decode_step,
+    decode_contexts,
+    interpolate,
+    prefill_estimate,
+    run_request,
+    sampled_contexts,
+)
+
+
+def test_decode_contexts_follow_the_position_convention() -> None:
+    # Step i of a request with a 4-token prompt has 4 + i tokens cached.
+    assert decode_contexts(4, 3).tolist() == [4, 5, 6]
+
+
+def test_sampling_keeps_both_ends() -> None:
+    contexts = decode_contexts(256, 768)
+    chosen = sampled_contexts(contexts, 8)
+    assert len(chosen) == 8 and chosen[0] == 256 and chosen[-1] == 256 + 767
+    assert sampled_contexts(contexts[:5], 8).tolist() == contexts[:5].tolist()
+
+
+def test_interpolation_is_exact_for_affine_steps() -> None:
+    contexts = decode_contexts(10, 50).astype(float)
+    exact = 3.0 * contexts + 7.0
+    chosen = sampled_contexts(contexts, 4)
+    assert np.allclose(interpolate(chosen, 3.0 * chosen + 7.0, contexts), exact)
+
+
+def test_union_length_merges_overlaps() -> None:
+    # [0, 4) + [2, 6) + [10, 11) -> 6 + 1
+    assert _union_length(np.array([0.0, 2.0, 10.0]), np.array([4.0, 6.0, 11.0])) == 7.0
+    assert _union_length(np.array([5.0, 0.0]), np.array([6.0, 10.0])) == 10.0
+    assert _union_length(np.zeros(0), np.zeros(0)) == 0.0
+
+
+def test_prefill_estimate_by_hand() -> None:
+    hw = load_hardware("hpim")
+    config = load_config("opt-125m")
+    estimate = prefill_estimate(config, hw, 128)
+    # TCU peak: 32 cores x 64 x 64 MACs at 1 GHz; weights over min(link, HBM external).
+    macs_per_s = 32 * 64 * 64 * 1e9
+    bytes_per_s = min(2662.4, hw.hbm.peak_bandwidth_gbs) * 1e9
+    fc1 = max(128 * 768 * 3072 / macs_per_s, 768 * 3072 * 2 / bytes_per_s)
+    fc2 = max(128 * 3072 * 768 / macs_per_s, 3072 * 768 * 2 / bytes_per_s)
+    assert estimate.parts["ffn"] == pytest.approx(12 * (fc1 + fc2) * 1e3)
+    assert estimate.ms == pytest.approx(sum(estimate.parts.values()))
+
+
+def test_request_must_fit_positions() -> None:
+    with pytest.raises(HpimError, match="exceeds opt-125m's 2048 positions"):
+        run_request(CompileOptions("opt-125m"), 2000, 100, step=lambda ctx: None)
+
+
+def test_compile_cache_hit_and_key(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HPIM_CACHE_DIR", str(tmp_path))
+    options = CompileOptions("opt-125m", kv_cache="sram", max_context=64)
+    first, cached = compile_decode_step(options)
+    assert not cached and len(list(tmp_path.glob("*.mlir"))) == 1
+    second, cached = compile_decode_step(options)
+    assert cached
+    assert str(first) == str(second)
+    assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="hbm"))
+    assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="sram", max_context=65))
