@@ -125,6 +125,14 @@ def main() -> int:
             lambda: subprocess.run(command, check=True, capture_output=True), args.runs
         )
     cycles = simulate(program, stack).cycles
+    efficiency = []
+    for hw in (stack, machine):
+        result = simulate(stream_program(hw.hbm.total_channels, 64), hw)
+        bursts = result.commands["RD"] + result.commands["RDA"]
+        efficiency.append(
+            f"`{hw.name}`: {bursts / (hw.hbm.total_channels * result.cycles):.3f} "
+            f"({result.commands['REF_AB'] // hw.hbm.total_channels} refreshes per channel)"
+        )
     report = "\n".join([
         "# HBM-PIM engine speed",
         "",
@@ -138,6 +146,10 @@ def main() -> int:
         f"{process:.3f} s** (median of {args.runs} runs; target < 1 s).",
         "",
         *table,
+        "",
+        "Bandwidth of `hbm.read` of 64 rows x 32 columns of every bank on every channel, in "
+        "bursts per channel per cycle (peak 1: one 32 B burst per cycle on the column bus): "
+        + "; ".join(efficiency) + ".",
         "",
     ])
     print(report)

@@ -72,6 +72,17 @@ def test_checker_passes_the_benchmark_stream(preset):
     assert check_trace(trace_csv(HbmProgram.from_rows(rows), hw), hw.hbm) == []
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+def test_checker_passes_a_long_read_and_write(preset):
+    # A write then a read of 3 rows x 32 columns of every bank on one channel: 12,288 bursts
+    # at one per cycle, so refreshes fall in the middle of passes (and reopen the rows).
+    hw = load_hardware(preset)
+    rows = [(HbmOp.WRITE, 5, 6, 40, 32, 3, 1), (HbmOp.READ, 5, 6, 40, 32, 3, 2)]
+    text = trace_csv(HbmProgram.from_rows(rows), hw)
+    assert text.count(",REF_AB,") >= 2
+    assert check_trace(text, hw.hbm) == []
+
+
 # A program in which every rule the corruptions below break is tight somewhere: WR_GB 0 ->
 # RD_OUT 16 (tWTR) -> WR_GB 34 (tRTW) -> WR_GB 38 (tCCD_L); ACT 38 -> MAC 57 (tRCD) ->
 # WR_GB 59 -> MAC 67 (buffer data) -> RD_OUT 88 (MAC result); GEMV row switches (tRAS, tRP,
