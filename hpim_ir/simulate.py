@@ -67,13 +67,27 @@ def _source_text(spec: str) -> str:
     return path.read_text() if path.is_file() else spec
 
 
+def _compiler_digest() -> str:
+    """A digest of hpim's own source (frontend, dialects, passes), so a changed compiler
+    never reuses programs compiled by the old one."""
+    import hpim_ir
+    from hpim_ir import dialects, passes
+
+    digest = hashlib.sha256(__version__.encode())
+    roots = [Path(hpim_ir.__file__).parent / "frontend", *map(Path, dialects.__path__), *map(Path, passes.__path__)]
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(options: CompileOptions) -> str:
     material = json.dumps(
         {
             "options": asdict(options),
             "model": _source_text(options.model),
             "hw": _source_text(options.hw),
-            "version": __version__,
+            "compiler": _compiler_digest(),
         },
         sort_keys=True,
     )

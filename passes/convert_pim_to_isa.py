@@ -113,6 +113,7 @@ class _Lowering:
         self.next_buffer = 0
         self.section = _Section("", 1, 0)
         self.isa_tokens: dict[int, list[int]] = {}
+        self.stats = -1  # the buffer all-gathers of norm and softmax statistics land in
 
     def pieces(self, token: int, tiles: int) -> list[int]:
         """The ISA tokens of `pim` token `token` sent in `tiles` pieces: one per piece, so
@@ -161,6 +162,14 @@ class _Lowering:
         per_core = tile.heads_per_core if role == "query" else tile.kv_heads_per_core
         return (0, tile.cores), _elements(value) // heads * per_core * BYTES_FP16
 
+    def allocate_stats(self) -> None:
+        """The buffer of gathered statistics (a partial mean and variance, or a max and a sum:
+        8 bytes from every core), allocated once for the whole program."""
+        self.stats = self.fresh()
+        self.section.sram.add(
+            SramOp.ALLOC, (0, self.cores), kind=Space.AM, dst=self.stats, sizes=[8 * self.cores]
+        )
+
     def allocate_caches(self, appends: list[pim.KVAppendOp], layers: int) -> None:
         """PIM buffers for the resident KV caches: every layer's K^T (V) of the heads a core
         serves, as wide as the context (split heads: their share of it)."""
@@ -194,12 +203,13 @@ class _Lowering:
         self.buffers[block.args[1]] = state
         yielded = block.last_op.operands[0]
         self.buffers[yielded] = state
-        before = set(self.buffers)
+        outer = set(self.buffers.values())
         for op in block.ops:
             self.lower(op)
-        for value, number in self.buffers.items():
-            if value not in before:
-                section.sram.add(SramOp.FREE, (0, self.cores), dst=number)
+        # Free each buffer made in the body once (values may share a buffer: softmax works
+        # in place).
+        for number in sorted(set(self.buffers.values()) - outer):
+            section.sram.add(SramOp.FREE, (0, self.cores), dst=number)
         self.buffers[layers.result] = state
 
     def lower(self, op: Operation) -> None:
@@ -326,7 +336,7 @@ class _Lowering:
             if isinstance(op, (pim.LayerNormOp, pim.RMSNormOp)):
                 # Statistics of a vector split over the cores: each core's partial sums
                 # (2 x 4 B) are combined over the NoC before normalizing.
-                sram.add(SramOp.ALLGATHER, cores, dst=target, src0=inputs[0], sizes=[8])
+                sram.add(SramOp.ALLGATHER, cores, dst=self.stats, src0=inputs[0], sizes=[8])
             sram.add(
                 SramOp.VCU, cores, kind=_VECTOR_FNS[type(op)], dst=target, src0=inputs[0],
                 src1=inputs[1] if len(inputs) > 1 else -1, sizes=[_elements_of_share(share)],
@@ -386,7 +396,7 @@ class _Lowering:
         self.buffers[op.result] = scores
         for _ in range(tile.heads_per_core):
             if tile.cores_per_head > 1:  # the head's global max and sum, over its cores
-                self.per_head_group(tile, SramOp.ALLGATHER, scores, 8)
+                self.per_head_group(tile, SramOp.ALLGATHER, self.stats, scores, 8)
             self.section.sram.add(
                 SramOp.VCU, (0, tile.cores), kind=VcuFn.SOFTMAX, dst=scores, src0=scores,
                 sizes=[(CTX + 1).ceildiv(tile.cores_per_head)],
@@ -403,7 +413,7 @@ class _Lowering:
                 sizes=[(CTX + 1).ceildiv(tile.cores_per_head), head_dim],
             )
             if tile.cores_per_head > 1:  # the head's partial outputs, summed
-                self.per_head_group(tile, SramOp.REDUCE, out, head_dim * BYTES_FP16)
+                self.per_head_group(tile, SramOp.REDUCE, out, out, head_dim * BYTES_FP16)
 
     def attention_product(self, cache: SSAValue, tile: AttentionTile, dst: int, src0: int, sizes) -> None:
         """q.K^T or s.V of one head per core: an `mvm` on the resident cache's PIM buffer, or
@@ -415,12 +425,14 @@ class _Lowering:
         resident = self.cache_buffers[cache.owner.cache.string_value()]
         self.section.sram.add(SramOp.MVM, cores, dst=dst, src0=src0, src1=resident, sizes=sizes)
 
-    def per_head_group(self, tile: AttentionTile, op: SramOp, buffer: int, size: int) -> None:
+    def per_head_group(
+        self, tile: AttentionTile, op: SramOp, dst: int, src0: int, size: int
+    ) -> None:
         """A collective among the cores sharing each head."""
         for head in range(tile.heads):
             first = head * tile.cores_per_head
             self.section.sram.add(
-                op, (first, first + tile.cores_per_head), dst=buffer, src0=buffer, sizes=[size]
+                op, (first, first + tile.cores_per_head), dst=dst, src0=src0, sizes=[size]
             )
 
 
@@ -560,6 +572,7 @@ class ConvertPimToIsaPass(ModulePass):
         split = ops.index(layers)
         lowering = _Lowering(hw, tokens)
         lowering.section = prologue
+        lowering.allocate_stats()
         lowering.allocate_caches(
             [a for a in layers.body.walk() if isinstance(a, pim.KVAppendOp)], count
         )

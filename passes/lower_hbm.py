@@ -106,14 +106,18 @@ def _stream_rows(bytes_per_channel: int, hbm: HbmConfig) -> tuple[int, int]:
     return 1, max(1, -(-bytes_per_channel // per_column))
 
 
+CONTEXT_STRIPE_COLUMNS = 8
+"""Columns per bank row of a KV cache kept in HBM, as it is streamed out."""
+
+
 def lower_cache_append(
     values: int, placement: HbmPlacement, hbm: HbmConfig, read_context: bool
 ) -> list[Operation]:
     """A KV cache in HBM: the step's K (or V) row, `values` FP16 spread over the cache's
     channels, written at the end of the cache; then the whole context (the new token
     included) read out towards the SRAM-PIM cores if they compute the attention
-    (`read_context`; attention in HBM-PIM reads the cache in place): `ceil((ctx + 1) * bytes /
-    (banks x page))`
+    (`read_context`; attention in HBM-PIM reads the cache in place): `ceil(ctx * bytes /
+    (banks x stripe))`
     rows of every bank, bound per step (`ctx` is the symbolic context length). Rows are layer
     0's; the cache is laid out layer-major with the weights, so the section's `row_stride`
     moves them to each layer's."""
@@ -123,11 +127,14 @@ def lower_cache_append(
     write = hbm_isa.WriteOp(ch_lo=0, ch_hi=channels, row=placement.row_base, rows=rows, cols=cols)
     if not read_context:
         return [write]
-    per_row = hbm.banks_per_channel * hbm.row_bytes
-    divisor = math.gcd(per_token, per_row)
+    # The context is read in stripes of CONTEXT_STRIPE_COLUMNS columns of every bank: short
+    # enough that a short context does not read a whole page of every bank, long enough
+    # that each activation serves several bursts.
+    per_stripe = hbm.banks_per_channel * CONTEXT_STRIPE_COLUMNS * hbm.column_bytes
+    divisor = math.gcd(per_token, per_stripe)
     read = hbm_isa.ReadOp(
-        ch_lo=0, ch_hi=channels, row=placement.row_base, rows=1, cols=hbm.columns,
-        per_ctx=per_token // divisor, ctx_div=per_row // divisor,
+        ch_lo=0, ch_hi=channels, row=placement.row_base, rows=0, cols=CONTEXT_STRIPE_COLUMNS,
+        per_ctx=per_token // divisor, ctx_div=per_stripe // divisor,
     )
     return [write, read]
 

@@ -28,7 +28,7 @@
 // CHECK-NEXT: sram_isa.macro_write cores 0 to 24 dst [[KT]] src0 [[KC]] rows 64 cols 1
 // q.K^T over the symbolic context, each head over 2 cores; their softmax statistics meet.
 // CHECK: sram_isa.mvm cores 0 to 24 dst [[S:[0-9]+]] src0 {{[0-9]+}} src1 [[KT]] rows 64 cols "ceildiv(ctx + 1, 2)"
-// CHECK: sram_isa.allgather cores 0 to 2 dst [[S]]
+// CHECK: sram_isa.allgather cores 0 to 2 dst {{[0-9]+}} src0 [[S]] bytes 8
 // CHECK: sram_isa.vcu softmax cores 0 to 24 dst [[S]] src0 [[S]] n "ceildiv(ctx + 1, 2)"
 // CHECK: sram_isa.reduce cores 0 to 2
 // CHECK-LABEL: hbm_isa.stream attributes {section = "epilogue"
@@ -37,11 +37,11 @@
 
 // A KV cache in HBM (OPT-30B): HBM-PIM appends the token's K (7168 x 2 B over 64 channels:
 // 224 B, one column of every bank) and reads the whole context back, 224 B per token and
-// channel in rows of 64 banks x 1 KiB: 1 + ceil(7 ctx / 2048) rows. SRAM-PIM streams it
+// channel in stripes of 64 banks x 8 columns x 32 B = 16 KiB: ceil(7 ctx / 512) of them. SRAM-PIM streams it
 // through its macros; OPT-30B's 56 heads run in two phases on 28 cores.
 // KVHBM-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 48 : i64, row_stride = 342 : i64}
 // KVHBM: hbm_isa.write ch 0 to 64 row 328 rows 1 cols 1
-// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 1 cols 32 ctx 7 / 2048
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 512
 // KVHBM-NEXT: hbm_isa.signal tok [[K:[0-9]+]]
 // KVHBM-LABEL: sram_isa.stream attributes {section = "layers"
 // KVHBM: sram_isa.wait cores 0 to 32 tok [[K]]
