@@ -114,6 +114,7 @@ class _Lowering:
         self.section = _Section("", 1, 0)
         self.isa_tokens: dict[int, list[int]] = {}
         self.stats = -1  # the buffer all-gathers of norm and softmax statistics land in
+        self.pending_context: dict[SSAValue, list[int]] = {}  # streamed context -> tokens
 
     def pieces(self, token: int, tiles: int) -> list[int]:
         """The ISA tokens of `pim` token `token` sent in `tiles` pieces: one per piece, so
@@ -262,8 +263,13 @@ class _Lowering:
         transfer = self.tokens[token]
         if _streamed_cache(transfer.result):
             # The context of a cache in HBM: the attention product streams it in itself.
-            for piece in self.pieces(token, tiles):
-                self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=piece)
+            # Whole, it is waited for here (where the schedule put the wait); in pieces, the
+            # product waits for each piece before streaming it (`attention_product`).
+            tokens = self.pieces(token, tiles)
+            if tiles == 1:
+                self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=tokens[0])
+                tokens = []
+            self.pending_context[transfer.result] = tokens
             return
         # HBM -> SRAM: each piece arrives over the link into its cores' buffer.
         cores, share = self.layout(transfer.result)
@@ -289,8 +295,9 @@ class _Lowering:
             decl = _declaration(op, op.cache)
             placement = from_dict_attr(HbmPlacement, decl.placement)
             streamed = any(isinstance(use.operation, pim.TransferOp) for use in op.result.uses)
+            tokens, _ = self.pipelined_token(op)
             self.section.hbm.extend(
-                lower_cache_append(_elements(op.value), placement, self.hbm_cfg, streamed)
+                lower_cache_append(_elements(op.value), placement, self.hbm_cfg, streamed, tokens)
             )
             return
         if isinstance(op, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
@@ -313,7 +320,7 @@ class _Lowering:
             return
         raise HpimError(f"convert-pim-to-isa: '{op.name}' on #pim.hbm is not supported")
 
-    def pipelined_token(self, op: pim.LinearOp) -> tuple[list[int] | None, int]:
+    def pipelined_token(self, op: Operation) -> tuple[list[int] | None, int]:
         """The ISA tokens (one per piece) and the piece count of the transfer that sends
         this GEMV's result on in pieces, or (None, 1)."""
         for use in op.result.uses:
@@ -420,7 +427,20 @@ class _Lowering:
         a `stream_mvm` that streams a cache kept in HBM through the macros."""
         cores = (0, tile.cores)
         if _streamed_cache(cache):
-            self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=sizes)
+            # Piece by piece as HBM-PIM reads them: wait, then stream that share of the
+            # context (the context is the symbolic size of the product).
+            tokens = self.pending_context[cache]
+            if not tokens:
+                self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=sizes)
+                return
+            pieces = len(tokens)
+            split = [
+                size.ceildiv(pieces) if isinstance(size, Affine) and size.a else size
+                for size in sizes
+            ]
+            for token in tokens:
+                self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=token)
+                self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=split)
             return
         resident = self.cache_buffers[cache.owner.cache.string_value()]
         self.section.sram.add(SramOp.MVM, cores, dst=dst, src0=src0, src1=resident, sizes=sizes)

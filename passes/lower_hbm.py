@@ -111,7 +111,8 @@ CONTEXT_STRIPE_COLUMNS = 8
 
 
 def lower_cache_append(
-    values: int, placement: HbmPlacement, hbm: HbmConfig, read_context: bool
+    values: int, placement: HbmPlacement, hbm: HbmConfig, read_context: bool,
+    tokens: list[int] | None = None,
 ) -> list[Operation]:
     """A KV cache in HBM: the step's K (or V) row, `values` FP16 spread over the cache's
     channels, written at the end of the cache; then the whole context (the new token
@@ -130,13 +131,22 @@ def lower_cache_append(
     # The context is read in stripes of CONTEXT_STRIPE_COLUMNS columns of every bank: short
     # enough that a short context does not read a whole page of every bank, long enough
     # that each activation serves several bursts.
-    per_stripe = hbm.banks_per_channel * CONTEXT_STRIPE_COLUMNS * hbm.column_bytes
+    # Streamed in pieces (one per token of `tokens`), each raising its token when read.
+    pieces = len(tokens) if tokens else 1
+    per_stripe = hbm.banks_per_channel * CONTEXT_STRIPE_COLUMNS * hbm.column_bytes * pieces
     divisor = math.gcd(per_token, per_stripe)
-    read = hbm_isa.ReadOp(
-        ch_lo=0, ch_hi=channels, row=placement.row_base, rows=0, cols=CONTEXT_STRIPE_COLUMNS,
-        per_ctx=per_token // divisor, ctx_div=per_stripe // divisor,
-    )
-    return [write, read]
+    ops: list[Operation] = [write]
+    for piece in range(pieces):
+        ops.append(
+            hbm_isa.ReadOp(
+                ch_lo=0, ch_hi=channels, row=placement.row_base, rows=0,
+                cols=CONTEXT_STRIPE_COLUMNS, per_ctx=per_token // divisor,
+                ctx_div=per_stripe // divisor,
+            )
+        )
+        if tokens:
+            ops.append(hbm_isa.SignalOp(tok=tokens[piece]))
+    return ops
 
 
 def lower_attention_product(

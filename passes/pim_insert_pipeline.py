@@ -32,11 +32,19 @@ def _feeds_cache(transfer: pim.TransferOp) -> bool:
     return False
 
 
+CONTEXT_PIECES = 4
+"""Pieces the cached context of a KV cache in HBM streams to SRAM-PIM in, at tile
+granularity: SRAM-PIM multiplies one piece while HBM-PIM reads the next."""
+
+
 def pipeline_tiles(transfer: pim.TransferOp, granularity: str) -> int:
     """How many pieces the value crosses in: K and V produced by a tiled HBM GEMV are sent
     per head (the heads a channel computes one after the other) or per tile (one output
-    group of every bank, the finest unit a bank PU completes); everything else whole."""
+    group of every bank, the finest unit a bank PU completes); the context of a KV cache in
+    HBM streams in `CONTEXT_PIECES` pieces at tile granularity; everything else whole."""
     producer = transfer.input.owner
+    if isinstance(producer, pim.KVAppendOp):
+        return CONTEXT_PIECES if granularity == "tile" else 1
     if not isinstance(producer, pim.LinearOp) or producer.tile is None or not _feeds_cache(transfer):
         return 1
     tile = from_dict_attr(GemvTile, producer.tile)
@@ -80,7 +88,8 @@ class PimInsertPipelinePass(ModulePass):
 
     Options:
     - `granularity` (default `tile`): `tile` sends K/V one output group of every bank at a
-      time (the finest the bank PUs allow); `head` one head at a time (only channels that
+      time (the finest the bank PUs allow), and a KV cache in HBM streams its context in
+      `CONTEXT_PIECES` pieces; `head` one head at a time (only channels that
       compute several heads get more than one piece); `none` sends everything whole (the
       subsystems still overlap where the schedule lets them).
 
