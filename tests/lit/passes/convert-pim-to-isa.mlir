@@ -37,15 +37,19 @@
 
 // A KV cache in HBM (OPT-30B): HBM-PIM appends the token's K (7168 x 2 B over 64 channels:
 // 224 B, one column of every bank) and reads the whole context back, 224 B per token and
-// channel in stripes of 64 banks x 8 columns x 32 B = 16 KiB: ceil(7 ctx / 512) of them. SRAM-PIM streams it
-// through its macros; OPT-30B's 56 heads run in two phases on 28 cores.
+// channel in stripes of 64 banks x 8 columns x 32 B = 16 KiB, in 4 pieces of
+// ceil(7 ctx / 2048) stripes, raising a token per piece. SRAM-PIM streams each piece through
+// its macros as it arrives; OPT-30B's 56 heads run in two phases on 28 cores.
 // KVHBM-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 48 : i64, row_stride = 342 : i64}
 // KVHBM: hbm_isa.write ch 0 to 64 row 328 rows 1 cols 1
-// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 512
-// KVHBM-NEXT: hbm_isa.signal tok [[K:[0-9]+]]
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 2048
+// KVHBM-NEXT: hbm_isa.signal tok [[K0:[0-9]+]]
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 2048
+// KVHBM-NEXT: hbm_isa.signal tok [[K1:[0-9]+]]
 // KVHBM-LABEL: sram_isa.stream attributes {section = "layers"
-// KVHBM: sram_isa.wait cores 0 to 32 tok [[K]]
-// KVHBM: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ctx + 1"
+// KVHBM: sram_isa.wait cores 0 to 32 tok [[K0]]
+// KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ceildiv(ctx + 1, 4)"
+// KVHBM-NEXT: sram_isa.wait cores 0 to 32 tok [[K1]]
 // KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28
 
 // hbm-only (AttAcc-style), OPT-6.7B: K is appended in HBM and q.K^T runs there, one head per
