@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("hpim_ir.cli.compile_cmd", "compile a model to the HBM-PIM and SRAM-PIM ISA"),
     "simulate": ("hpim_ir.cli.simulate_cmd", "simulate a request (prefill + decode) against baselines"),
     "translate": ("hpim_ir.cli.translate", "convert between hbm_isa IR and .hpimasm assembly"),
-    "run-isa": ("hpim_ir.cli.run_isa", "simulate an ISA program at DRAM-command level"),
+    "run-isa": ("hpim_ir.cli.run_isa", "simulate an ISA program on both subsystems"),
 }
 
 

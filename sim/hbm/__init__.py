@@ -1,7 +1,8 @@
 """The HBM-PIM subsystem simulated at DRAM-command level.
 
 `simulate(program, hw)` runs an `HbmProgram` (`program.py`) on a hardware description and
-returns an `HbmResult`; `write_trace_csv` exports its command trace; `bind_context`, `unroll`
+returns an `HbmResult`; `start(program, hw)` gives an `HbmSimulation` to drive wait by wait
+(the central scheduler's interface); `write_trace_csv` exports its command trace; `bind_context`, `unroll`
 and `expand_sections` make a compiled program's context-dependent counts and repeated
 sections concrete. The model (controllers, bank state, every timing rule, refresh, energy)
 is documented in `docs/hbm-engine.md`; the modules: `timing` (commands and rules), `normal`
@@ -9,7 +10,15 @@ is documented in `docs/hbm-engine.md`; the modules: `timing` (commands and rules
 and `fast` (the two engines), `trace`, `energy`, `engine` (validation and results).
 """
 
-from hpim_ir.sim.hbm.engine import ENGINES, HbmResult, simulate, validate_program
+from hpim_ir.sim.hbm.engine import (
+    ENGINES,
+    TIMELINE_DTYPE,
+    HbmResult,
+    HbmSimulation,
+    simulate,
+    start,
+    validate_program,
+)
 from hpim_ir.sim.hbm.program import (
     RECORD_DTYPE,
     HbmOp,
@@ -25,15 +34,18 @@ from hpim_ir.sim.hbm.trace import TRACE_DTYPE, write_trace_csv
 __all__ = [
     "ENGINES",
     "RECORD_DTYPE",
+    "TIMELINE_DTYPE",
     "TRACE_DTYPE",
     "Cmd",
     "HbmOp",
     "HbmProgram",
     "HbmResult",
+    "HbmSimulation",
     "Section",
     "bind_context",
     "expand_sections",
     "simulate",
+    "start",
     "unroll",
     "validate_program",
     "write_trace_csv",

@@ -71,6 +71,26 @@ class ChannelController:
         self.by_controller = [0] * len(Cmd)
         """Of `counts`, the commands the controller added (row misses, refresh)."""
         self.pieces: list[Piece] | None = [] if trace else None
+        self.first: int | None = None
+        """Issue cycle of the first command (refreshes aside) of the current instruction."""
+        self.finish = -1
+        """The latest completion of a command issued for the current instruction (-1: none)."""
+        self.log: list[tuple] | None = None
+        """When a list: every command issued, as (cycle, command, row, column, bank,
+        by_controller)."""
+
+    def begin_item(self) -> None:
+        """The next commands serve a new program instruction (see `span`)."""
+        self.first, self.finish = None, -1
+
+    def span(self) -> tuple[int, int]:
+        """The current instruction's interval: from its first command, refreshes aside, to
+        the completion of its last command (refreshes included). An instruction that issued
+        nothing (a barrier, a row already open) is the point `max(floor, t_last)`."""
+        if self.first is None:
+            point = max(self.floor, self.t_last)
+            return point, point
+        return self.first, self.finish
 
     def instruction(self, kind: Cmd, row: int = -1, col: int = -1, bank: int = -1) -> int | None:
         """Carry out one program instruction of `kind` (any `Cmd` but `REF_AB`) on `bank`
@@ -127,9 +147,9 @@ class ChannelController:
         ]
         if device.any_open():
             t = max(device.earliest(Cmd.PRE_AB, -1, -1), self.t_last, due)
-            self._issue(Cmd.PRE_AB, t, -1, -1, -1, by_controller=True)
+            self._issue(Cmd.PRE_AB, t, -1, -1, -1, by_controller=True, refresh=True)
         t = max(device.earliest(Cmd.REF_AB, -1, -1), self.t_last, due)
-        self._issue(Cmd.REF_AB, t, -1, -1, -1, by_controller=True)
+        self._issue(Cmd.REF_AB, t, -1, -1, -1, by_controller=True, refresh=True)
         self.next_refresh = due + self.rules.refresh_interval
         for bank, row in reopen:
             t = max(device.earliest(Cmd.ACT, row, bank), self.t_last)
@@ -137,12 +157,27 @@ class ChannelController:
             # (otherwise the reopened rows could push it past, refresh after refresh).
             if t + self.rules.refresh_turn >= self.next_refresh:
                 break
-            self._issue(Cmd.ACT, t, row, -1, bank, by_controller=True)
+            self._issue(Cmd.ACT, t, row, -1, bank, by_controller=True, refresh=True)
 
-    def _issue(self, cmd: Cmd, t: int, row: int, col: int, bank: int, by_controller: bool) -> None:
+    def _issue(
+        self,
+        cmd: Cmd,
+        t: int,
+        row: int,
+        col: int,
+        bank: int,
+        by_controller: bool,
+        refresh: bool = False,
+    ) -> None:
         self.device.commit(cmd, t, row, bank)
         self.t_last = t
-        self.done = max(self.done, t + self.rules.completion[cmd])
+        completion = t + self.rules.completion[cmd]
+        self.done = max(self.done, completion)
+        self.finish = max(self.finish, completion)
+        if self.first is None and not refresh:
+            self.first = t
+        if self.log is not None:
+            self.log.append((t, cmd, row, col, bank, by_controller))
         self.counts[cmd] += 1
         if by_controller:
             self.by_controller[cmd] += 1

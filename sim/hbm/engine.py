@@ -4,13 +4,19 @@
 on it), checks it against the hardware (every channel, bank, row, column and buffer slot in
 range, in every iteration of a repeated section; every awaited token raised), unrolls its
 sections, runs the fast engine (or the reference one) and returns an `HbmResult`: total and
-per-channel cycles, command counts, energy and, on request, the command trace. Both engines
-build their result with `collect_result`, so the two can only differ in the numbers they
-compute.
+per-channel cycles, command counts, energy, every instruction's interval (`timeline`) and, on
+request, the command trace. Both engines build their result with `collect_result`, so the
+two can only differ in the numbers they compute.
+
+`start(program, hw)` is the same simulation driven step by step (`HbmSimulation`), which is
+how the central scheduler (`hpim_ir.sim.scheduler`) runs the HBM-PIM stream beside the
+SRAM-PIM one: `advance()` runs until the stream finishes or reaches a `wait` whose token is
+not raised yet (`waiting`); `provide(token, cycle)` delivers it; `raised` holds the tokens
+the stream's own signals raised, with their cycles.
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +35,20 @@ from hpim_ir.sim.hbm.timing import Cmd
 from hpim_ir.sim.hbm.trace import assemble_trace
 
 ENGINES = ("fast", "reference")
+
+TIMELINE_DTYPE = np.dtype(
+    [
+        ("record", np.int32),  # the program record
+        ("channel", np.int32),  # the channel; -1: a signal, wait or cross-channel barrier
+        ("start", np.int64),
+        ("end", np.int64),
+    ]
+)
+"""Per record and channel it runs on, its interval (`ChannelController.span`: from its first
+command, refreshes aside, to the completion of its last); per synchronizing record (channel
+-1): a signal's raise cycle (start = end), a wait from when every earlier command had
+completed to the token's cycle (start = end = the token's cycle if that was later), a
+cross-channel barrier's release cycle."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,9 @@ class HbmResult:
     energy_pj: dict[str, float]
     trace: np.ndarray | None
     """The command trace (`trace.TRACE_DTYPE`), sorted by cycle, when it was requested."""
+    timeline: np.ndarray = field(compare=False, repr=False)
+    """Every instruction's interval on every channel (`TIMELINE_DTYPE`), sorted by record,
+    then channel (not compared: `==` on results compares the figures)."""
 
     @property
     def ns(self) -> float:
@@ -98,11 +121,130 @@ def simulate(
             "(simulate(..., ctx=N), hpim run-isa --ctx N)"
         )
     validate_program(program, hw, source, tokens or {})
+    return start(expand_sections(program), hw, engine, trace, tokens).run()
+
+
+def start(
+    program: HbmProgram,
+    hw,
+    engine: str = "fast",
+    trace: bool = False,
+    tokens: Mapping[int, int] | None = None,
+) -> "HbmSimulation":
+    """A simulation of a validated, bound, plain (`expand_sections`) `program` to drive step
+    by step (`HbmSimulation`); `tokens` are tokens other streams have already raised."""
+    if engine not in ENGINES:
+        raise HpimError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if engine == "fast":
-        from hpim_ir.sim.hbm.fast import simulate_fast as run
+        from hpim_ir.sim.hbm.fast import FastSimulation as Simulation
     else:
-        from hpim_ir.sim.hbm.reference import simulate_reference as run
-    return run(expand_sections(program), hw, trace=trace, tokens=dict(tokens or {}))
+        from hpim_ir.sim.hbm.reference import ReferenceSimulation as Simulation
+    return Simulation(program, hw, trace, dict(tokens or {}))
+
+
+class HbmSimulation:
+    """An HBM-PIM program in flight; each engine subclasses it with its own walk.
+
+    Synchronization is the same in both (`_sync`): `hbm.signal` raises its token at the
+    cycle by which every earlier instruction of every channel has completed (its commands,
+    and the waits and barriers before it); `hbm.wait` holds every channel's later commands
+    until its token's cycle; a barrier over several channels holds theirs until their
+    earlier commands have completed."""
+
+    engine = ""
+
+    def __init__(self, program: HbmProgram, hw, trace: bool, tokens: dict[int, int]) -> None:
+        self.program = program
+        self.records = program.records
+        self.hw = hw
+        self.trace = trace
+        self.tokens: dict[int, int] = dict(tokens)
+        """Tokens provided by other streams (token -> cycle)."""
+        self.raised: dict[int, int] = {}
+        """Tokens raised by this stream's signals (token -> cycle)."""
+        self.blocked_at: int | None = None
+        """The record of the wait the simulation stopped at, None if it is not stopped."""
+        self.sync_spans: dict[int, tuple[int, int]] = {}
+        """Per synchronizing record done: its interval (see `TIMELINE_DTYPE`)."""
+        self.finished = False
+
+    @property
+    def waiting(self) -> int | None:
+        """The token the simulation stopped at a wait for (None if it is not stopped)."""
+        return None if self.blocked_at is None else int(self.records["n"][self.blocked_at])
+
+    def provide(self, token: int, cycle: int) -> None:
+        """Token `token` was raised by another stream at `cycle` (HBM command cycles)."""
+        if token in self.tokens or token in self.raised:
+            raise HpimError(f"token {token} is raised twice (provided at cycle {cycle})")
+        self.tokens[token] = cycle
+
+    def advance(self) -> bool:
+        """Run until the program ends (True) or reaches a wait for a token that is not
+        raised yet (False: `waiting` names it; `provide` it and advance again)."""
+        raise NotImplementedError
+
+    def run(self) -> HbmResult:
+        """Run to the end and return the result; every awaited token must be known."""
+        if not self.advance():
+            raise HpimError(
+                f"hbm.wait tok={self.waiting} (record {self.blocked_at}): the token is never "
+                "raised (no earlier hbm.signal, and no other stream provides it)"
+            )
+        return self.result()
+
+    def result(self) -> HbmResult:
+        """The result of a finished simulation."""
+        if not self.finished:
+            raise HpimError(
+                f"the HBM-PIM simulation has not finished: it waits for token {self.waiting}"
+            )
+        return self._collect()
+
+    def _collect(self) -> HbmResult:
+        raise NotImplementedError
+
+    def _sync(self, index: int, channels: list) -> bool:
+        """Apply synchronizing record `index` (a signal, a wait, a cross-channel barrier) to
+        the channel controllers; False if it is a wait whose token is not raised yet."""
+        op, lo, hi, n = (int(self.records[f][index]) for f in ("op", "ch_lo", "ch_hi", "n"))
+        reached = max(max(channel.done, channel.floor) for channel in channels)
+        if op == HbmOp.BARRIER:
+            span = channels[lo : hi if hi >= 0 else None]
+            done = max(channel.done for channel in span)
+            for channel in span:
+                channel.wait_until(done)
+            self.sync_spans[index] = (done, done)
+        elif op == HbmOp.SIGNAL:
+            self.raised[n] = reached
+            self.sync_spans[index] = (reached, reached)
+        else:
+            when = self.raised.get(n, self.tokens.get(n))
+            if when is None:
+                self.blocked_at = index
+                return False
+            self.blocked_at = None
+            for channel in channels:
+                channel.wait_until(when)
+            self.sync_spans[index] = (min(reached, when), when)
+        return True
+
+    def timeline(
+        self, record: np.ndarray, channel: np.ndarray, start: np.ndarray, end: np.ndarray
+    ) -> np.ndarray:
+        """The `TIMELINE_DTYPE` array of per-channel intervals and `sync_spans`."""
+        sync = np.array(sorted(self.sync_spans), dtype=np.int64)
+        spans = np.array([self.sync_spans[i] for i in sync.tolist()], dtype=np.int64).reshape(-1, 2)
+        records = np.concatenate([record, sync])
+        channels = np.concatenate([channel, np.full(len(sync), -1)])
+        # One integer key (record, then channel) sorts much faster than a lexsort.
+        order = np.argsort(records * (self.hw.hbm.total_channels + 1) + channels + 1, kind="stable")
+        timeline = np.empty(len(records), dtype=TIMELINE_DTYPE)
+        timeline["record"] = records
+        timeline["channel"] = channels
+        timeline["start"] = np.concatenate([start, spans[:, 0]])
+        timeline["end"] = np.concatenate([end, spans[:, 1]])
+        return timeline[order]
 
 
 def collect_result(
@@ -112,9 +254,11 @@ def collect_result(
     counts: Sequence[int],
     by_controller: Sequence[int],
     trace_parts: list | None,
+    timeline: np.ndarray,
 ) -> HbmResult:
-    """Build the result from per-channel completion cycles, per-`Cmd` counts and, when
-    tracing, the `(channel, pieces)` parts of the trace in per-channel issue order."""
+    """Build the result from per-channel completion cycles, per-`Cmd` counts, when tracing
+    the `(channel, pieces)` parts of the trace in per-channel issue order, and the
+    timeline."""
     hbm = hw.hbm
     cycles = max(channel_cycles, default=0)
     command_counts = {cmd.name: int(counts[cmd]) for cmd in Cmd}
@@ -133,6 +277,7 @@ def collect_result(
         trace=(
             assemble_trace(trace_parts, BankGeometry.of(hbm)) if trace_parts is not None else None
         ),
+        timeline=timeline,
     )
 
 
@@ -268,7 +413,15 @@ def validate_program(
         if op[i] == HbmOp.SIGNAL:
             raised.add(int(n[i]))
         elif n[i] not in raised:
+            later = np.flatnonzero((op == HbmOp.SIGNAL) & (n == n[i]) & (np.arange(len(op)) > i))
+            raiser = (
+                f": hbm.signal tok={n[i]} at {where(records, int(later[0]), source)} raises it "
+                "only after the wait (a deadlock)"
+                if len(later)
+                else ""
+            )
             raise HpimError(
                 f"{where(records, i, source)}: hbm.wait tok={n[i]} waits for a token that "
-                "nothing raises before it (no earlier hbm.signal, and no other stream provides it)"
+                "nothing raises before it (no earlier hbm.signal, and no other stream provides "
+                f"it){raiser}"
             )

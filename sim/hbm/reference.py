@@ -15,7 +15,7 @@ right, not fast; `fast.py` must agree with it exactly.
 import numpy as np
 
 from hpim_ir.sim.hbm.controller import RAW_KINDS, ChannelController
-from hpim_ir.sim.hbm.engine import HbmResult, collect_result
+from hpim_ir.sim.hbm.engine import HbmResult, HbmSimulation, collect_result
 from hpim_ir.sim.hbm.normal import BankGeometry, pass_commands, stream_passes
 from hpim_ir.sim.hbm.program import HbmOp, HbmProgram
 from hpim_ir.sim.hbm.timing import NEVER, ROW_BUS_CYCLES, Cmd, Rules
@@ -246,55 +246,85 @@ class ReferenceDevice:
             raise AssertionError(f"controller issued {what}")
 
 
+class ReferenceSimulation(HbmSimulation):
+    """An HBM-PIM program in flight on the reference engine: record by record, every macro
+    expanded into its commands."""
+
+    engine = "reference"
+
+    def __init__(self, program: HbmProgram, hw, trace: bool = False,
+                 tokens: dict[int, int] | None = None) -> None:
+        super().__init__(program, hw, trace, tokens or {})
+        hbm = hw.hbm
+        rules = Rules.from_hbm(hbm)
+        self.geometry = BankGeometry.of(hbm)
+        self.channels = [
+            ChannelController(ReferenceDevice(hbm), rules, trace)
+            for _ in range(hbm.total_channels)
+        ]
+        self.rows = program.records.tolist()
+        self.position = 0
+        """The next record to carry out."""
+        self.spans: list[tuple[int, int, int, int]] = []
+        """(record, channel, start, end) of every record done on a channel."""
+
+    def advance(self) -> bool:
+        channels, geometry = self.channels, self.geometry
+        count = len(channels)
+        while self.position < len(self.rows):
+            index = self.position
+            op, lo, hi, row, col, n, _line, bank, _per_ctx, _div = self.rows[index]
+            hi = count if hi < 0 else hi
+            if op in (HbmOp.SIGNAL, HbmOp.WAIT) or (op == HbmOp.BARRIER and hi - lo > 1):
+                if not self._sync(index, channels):
+                    return False
+                self.position += 1
+                continue
+            for number in range(lo, hi):
+                channel = channels[number]
+                channel.begin_item()
+                if op in RAW_KINDS:
+                    channel.instruction(RAW_KINDS[op], row, col, bank)
+                elif op == HbmOp.GEMV:
+                    for r in range(row, row + n):
+                        for k in range(col):
+                            channel.instruction(Cmd.MAC_AB, r, k)
+                elif op == HbmOp.LOAD_GB:
+                    for k in range(col):
+                        channel.instruction(Cmd.WR_GB, -1, k)
+                elif op == HbmOp.READOUT:
+                    for _ in range(n):
+                        channel.instruction(Cmd.RD_OUT)
+                elif op in (HbmOp.READ, HbmOp.WRITE):
+                    for first, shape in stream_passes(geometry, op == HbmOp.WRITE, row, n, col):
+                        for cmd, target, offset, k in pass_commands(geometry, shape):
+                            channel.instruction(cmd, first + offset, k, target)
+                else:  # a barrier on one channel
+                    channel.wait_until(channel.done)
+                self.spans.append((index, number, *channel.span()))
+            self.position += 1
+        self.finished = True
+        return True
+
+    def _collect(self) -> HbmResult:
+        channels = self.channels
+        spans = np.array(self.spans, dtype=np.int64).reshape(-1, 4)
+        return collect_result(
+            self.hw,
+            "reference",
+            [channel.done for channel in channels],
+            [sum(channel.counts[cmd] for channel in channels) for cmd in Cmd],
+            [sum(channel.by_controller[cmd] for channel in channels) for cmd in Cmd],
+            [(index, channel.pieces) for index, channel in enumerate(channels)]
+            if self.trace
+            else None,
+            self.timeline(spans[:, 0], spans[:, 1], spans[:, 2], spans[:, 3]),
+        )
+
+
 def simulate_reference(
     program: HbmProgram, hw, trace: bool = False, tokens: dict[int, int] | None = None
 ) -> HbmResult:
     """Simulate a validated, bound, plain (`expand_sections`) `program` command by command;
     `tokens` are cycles at which other streams raise tokens."""
-    hbm = hw.hbm
-    rules = Rules.from_hbm(hbm)
-    geometry = BankGeometry.of(hbm)
-    channels = [
-        ChannelController(ReferenceDevice(hbm), rules, trace) for _ in range(hbm.total_channels)
-    ]
-    raised = dict(tokens or {})
-    for op, lo, hi, row, col, n, _line, bank, _per_ctx, _div in program.records.tolist():
-        span = channels[lo : hi if hi >= 0 else None]
-        if op in RAW_KINDS:
-            for channel in span:
-                channel.instruction(RAW_KINDS[op], row, col, bank)
-        elif op == HbmOp.GEMV:
-            for channel in span:
-                for r in range(row, row + n):
-                    for k in range(col):
-                        channel.instruction(Cmd.MAC_AB, r, k)
-        elif op == HbmOp.LOAD_GB:
-            for channel in span:
-                for k in range(col):
-                    channel.instruction(Cmd.WR_GB, -1, k)
-        elif op == HbmOp.READOUT:
-            for channel in span:
-                for _ in range(n):
-                    channel.instruction(Cmd.RD_OUT)
-        elif op in (HbmOp.READ, HbmOp.WRITE):
-            for channel in span:
-                for first, shape in stream_passes(geometry, op == HbmOp.WRITE, row, n, col):
-                    for cmd, target, offset, k in pass_commands(geometry, shape):
-                        channel.instruction(cmd, first + offset, k, target)
-        elif op == HbmOp.BARRIER:
-            done = max(channel.done for channel in span)
-            for channel in span:
-                channel.wait_until(done)
-        elif op == HbmOp.SIGNAL:
-            raised[n] = max(channel.done for channel in channels)
-        else:  # WAIT (validation proved the token is raised before it)
-            for channel in channels:
-                channel.wait_until(raised[n])
-    return collect_result(
-        hw,
-        "reference",
-        [channel.done for channel in channels],
-        [sum(channel.counts[cmd] for channel in channels) for cmd in Cmd],
-        [sum(channel.by_controller[cmd] for channel in channels) for cmd in Cmd],
-        [(index, channel.pieces) for index, channel in enumerate(channels)] if trace else None,
-    )
+    return ReferenceSimulation(program, hw, trace, tokens).run()

@@ -94,25 +94,37 @@ class BoundProgram:
     """Cycles the instruction holds the link (load, store, stream_mvm), else 0."""
     sizes: np.ndarray
     """(instructions, 3): the bound sizes, 0 where unused."""
+    locate: Callable[[int], str]
+    """Record -> where it is written, for messages."""
 
     def where(self, record: int) -> str:
-        return where(self.source, self.records, record)
+        return self.locate(record)
 
 
 def where(source: str, records: np.ndarray, index: int) -> str:
+    """`source:line` of record `index`, or `source: record i` without a line."""
     line = int(records["line"][index])
     return f"{source}:{line}" if line > 0 else f"{source}: record {index}"
 
 
-def bind(program: SramProgram, hw, ctx: int, source: str = "<program>") -> BoundProgram:
+def bind(
+    program: SramProgram,
+    hw,
+    ctx: int,
+    source: str = "<program>",
+    locate: Callable[[int], str] | None = None,
+) -> BoundProgram:
     """Bind `program` to context length `ctx` on `hw` (a `Hardware` with `sram` and `link`);
-    raise `HpimError` naming the first record the machine cannot run."""
+    raise `HpimError` naming the first record the machine cannot run. Messages say where a
+    record is with `locate(record)` (default: `where(source, ...)`, its line or index)."""
     sram = hw.sram
     if isinstance(ctx, bool) or not isinstance(ctx, (int, np.integer)) or ctx < 0:
         raise HpimError(f"context length {ctx!r}: must be a non-negative integer")
     records = program.records
+    if locate is None:
+        locate = lambda index: where(source, records, index)  # noqa: E731
     sizes = _evaluate(records, int(ctx))
-    _check_records(records, sizes, hw, int(ctx), source)
+    _check_records(records, sizes, hw, int(ctx), locate)
     lo = records["core_lo"].astype(np.int64)
     hi = records["core_hi"].astype(np.int64)
     hi = np.where((lo == 0) & (hi == -1), sram.cores, hi)
@@ -147,6 +159,7 @@ def bind(program: SramProgram, hw, ctx: int, source: str = "<program>") -> Bound
         cycles=cycles[record],
         link_cycles=links[record],
         sizes=sizes[record],
+        locate=locate,
     )
     _check_buffers(bound, hw)
     return bound
@@ -169,7 +182,9 @@ def _size_names(op: int, kind: int) -> tuple[str, ...]:
     return FORMS[SramOp(op)].sizes
 
 
-def _check_records(records: np.ndarray, sizes: np.ndarray, hw, ctx: int, source: str) -> None:
+def _check_records(
+    records: np.ndarray, sizes: np.ndarray, hw, ctx: int, locate: Callable[[int], str]
+) -> None:
     sram = hw.sram
     op = records["op"].astype(np.int64)
     kind = records["kind"].astype(np.int64)
@@ -279,14 +294,14 @@ def _check_records(records: np.ndarray, sizes: np.ndarray, hw, ctx: int, source:
     bad = [(int(np.argmax(mask)), message) for mask, message in checks if mask.any()]
     if bad:
         index, message = min(bad, key=lambda item: item[0])
-        raise HpimError(f"{where(source, records, index)}: {message(index)}")
+        raise HpimError(f"{locate(index)}: {message(index)}")
     raisers: dict[int, int] = {}
     for i in np.flatnonzero(is_op[SramOp.SIGNAL]).tolist():
         first = raisers.setdefault(int(tok[i]), i)
         if first != i:
             raise HpimError(
-                f"{where(source, records, i)}: sram.signal tok={tok[i]}: the token is already "
-                f"raised by {where(source, records, first)} (a token is raised once per run)"
+                f"{locate(i)}: sram.signal tok={tok[i]}: the token is already "
+                f"raised by {locate(first)} (a token is raised once per run)"
             )
 
 

@@ -29,7 +29,7 @@ The timing rules (`docs/sram-engine.md`):
 
 import heapq
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,8 @@ TIMELINE_DTYPE = np.dtype(
         ("op", np.uint8),
         ("start", np.int64),  # dispatch cycle
         ("end", np.int64),  # completion cycle
+        ("link_start", np.int64),  # load, store, stream_mvm: its transfer holds the link
+        ("link_end", np.int64),  # from link_start to link_end; else -1, -1
     ]
 )
 
@@ -123,9 +125,16 @@ class SramEngine:
             raise HpimError(f"hardware {hw.name!r} has no SRAM-PIM subsystem ({missing} section)")
         self.hw = hw
 
-    def bind(self, program: SramProgram, ctx: int, source: str = "<program>") -> BoundProgram:
-        """The program at context length `ctx`, checked against the machine."""
-        return bind(program, self.hw, ctx, source)
+    def bind(
+        self,
+        program: SramProgram,
+        ctx: int,
+        source: str = "<program>",
+        where: Callable[[int], str] | None = None,
+    ) -> BoundProgram:
+        """The program at context length `ctx`, checked against the machine; messages name
+        a record by `where(record)` (default: its line, or its index)."""
+        return bind(program, self.hw, ctx, source, where)
 
     def start(
         self,
@@ -133,10 +142,11 @@ class SramEngine:
         ctx: int,
         tokens: Mapping[int, int] | None = None,
         source: str = "<program>",
+        where: Callable[[int], str] | None = None,
     ) -> "SramSimulation":
         """A simulation to drive step by step; `tokens` are tokens already raised by the
         other stream (token -> SRAM-PIM cycle)."""
-        return SramSimulation(self.bind(program, ctx, source), self.hw, tokens or {})
+        return SramSimulation(self.bind(program, ctx, source, where), self.hw, tokens or {})
 
     def run(
         self,
@@ -193,6 +203,7 @@ class SramSimulation:
         n = len(self.ops)
         self.start_at = [0] * n
         self.end_at = [0] * n
+        self.link_at = [-1] * n
         self.pc = bound.core_start[:-1].tolist()
         self.stop = bound.core_start[1:].tolist()
         self.last = [sram.pipeline_stages - 2] * self.cores  # so the first dispatches at stages - 1
@@ -245,6 +256,38 @@ class SramSimulation:
     def finished(self) -> bool:
         return all(pc == stop for pc, stop in zip(self.pc, self.stop)) and not self.heap
 
+    @property
+    def next_event(self) -> int | None:
+        """The cycle of the earliest queued event (None: none is queued). `advance(now)`
+        then `advance(next_event)` processes the program one event cycle at a time."""
+        return self.heap[0][0] if self.heap else None
+
+    def stalls(self) -> list[tuple[int, int, int | None]]:
+        """The cores that cannot go on, by core: (core, the record they stop at, the token
+        it waits for, or None at a collective some member has not reached)."""
+        stuck = [
+            (core, self.record_of[self.pc[core]], token)
+            for token, cores in self.waiting.items()
+            for core in cores
+        ]
+        stuck += [
+            (core, record, None) for record, arrived in self.gathering.items() for core, _ in arrived
+        ]
+        return sorted(stuck)
+
+    def reached(self, core: int, record: int) -> bool:
+        """Whether `core` has issued its instruction of `record` (or `record` is not its)."""
+        lo, hi = self.rec_lo[record], self.rec_hi[record]
+        if not lo <= core < hi:
+            return True
+        i = self.pc[core]
+        return i >= self.stop[core] or self.record_of[i] > record
+
+    def absent(self, record: int) -> list[int]:
+        """The members of collective `record` that have not reached it."""
+        present = {core for core, _ in self.gathering.get(record, ())}
+        return [c for c in range(self.rec_lo[record], self.rec_hi[record]) if c not in present]
+
     def result(self, timeline: bool = False) -> SramResult:
         """The result of a finished simulation; `HpimError` naming every stuck core if it
         cannot finish (a wait no token satisfies, or a collective a core never reaches)."""
@@ -271,6 +314,9 @@ class SramSimulation:
             trace = np.empty(len(start), dtype=TIMELINE_DTYPE)
             trace["core"], trace["record"], trace["op"] = core, bound.record, bound.op
             trace["start"], trace["end"] = start, end
+            link = np.array(self.link_at, dtype=np.int64)
+            trace["link_start"] = link
+            trace["link_end"] = np.where(link >= 0, link + bound.link_cycles, -1)
         return SramResult(
             hardware=self.hw.name,
             ctx=bound.ctx,
@@ -382,6 +428,7 @@ class SramSimulation:
         if op in LINK_OPS:
             direction = TO_HBM if op == SramOp.STORE else TO_SRAM
             begin = max(t, self.link_free[direction])
+            self.link_at[i] = begin
             self.link_free[direction] = begin + self.link_hold[i]
             self.link_busy[direction] += self.link_hold[i]
             self._retire(core, i, t, begin + self.cycles[i])
