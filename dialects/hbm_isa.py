@@ -65,41 +65,16 @@ from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram, Section
 # --- the stream ------------------------------------------------------------------------------
 
 
-@irdl_op_definition
-class StreamOp(IRDLOperation):
-    """`hbm_isa.stream { ... }`: one HBM-PIM instruction stream; its block holds only
-    `hbm_isa` instructions, in the order the controller issues them.
+class SectionStreamBase(IRDLOperation):
+    """What the instruction streams of both subsystems share (`hbm_isa.stream`,
+    `sram_isa.stream`): a single-block region of instructions in program order, the section
+    it belongs to, how many times it repeats, and a custom syntax in which an empty stream
+    keeps its block."""
 
-    A compiled program is a sequence of sections (the prologue, the decoder layers, the
-    epilogue), each a stream per subsystem. A section's stream may be `repeat`ed: iteration `l`
-    runs the block with every DRAM row moved on by `l * row_stride` (the layer-major weight
-    layout of `pim-tile-hbm`), so the layers' instructions exist once. `section` names the
-    section for people and tools."""
-
-    name = "hbm_isa.stream"
     body = region_def("single_block")
     section = opt_prop_def(StringAttr)
     repeat = opt_prop_def(IntegerAttr[I64])
-    row_stride = opt_prop_def(IntegerAttr[I64])
     traits = traits_def(NoTerminator())
-
-    def __init__(
-        self,
-        instructions: Sequence[Operation] = (),
-        attributes=None,
-        section: str | None = None,
-        repeat: int | None = None,
-        row_stride: int | None = None,
-    ):
-        super().__init__(
-            regions=[Region(Block(instructions))],
-            attributes=attributes,
-            properties={
-                "section": StringAttr(section) if section is not None else None,
-                "repeat": IntegerAttr(repeat, i64) if repeat is not None else None,
-                "row_stride": IntegerAttr(row_stride, i64) if row_stride is not None else None,
-            },
-        )
 
     @classmethod
     def parse(cls, parser: Parser) -> Self:
@@ -126,16 +101,53 @@ class StreamOp(IRDLOperation):
     def repeat_count(self) -> int:
         return self.repeat.value.data if self.repeat is not None else 1
 
+    def verify_stream(self, instruction: type[Operation], dialect: str) -> None:
+        """Only `instruction`s in the block, and a repeat of at least 1."""
+        for op in self.body.block.ops:
+            if not isinstance(op, instruction):
+                raise VerifyException(f"'{self.name}': '{op.name}' is not an {dialect} instruction")
+        if self.repeat_count < 1:
+            raise VerifyException(f"'{self.name}': repeat must be at least 1, got {self.repeat_count}")
+
+
+@irdl_op_definition
+class StreamOp(SectionStreamBase):
+    """`hbm_isa.stream { ... }`: one HBM-PIM instruction stream; its block holds only
+    `hbm_isa` instructions, in the order the controller issues them.
+
+    A compiled program is a sequence of sections (the prologue, the decoder layers, the
+    epilogue), each a stream per subsystem. A section's stream may be `repeat`ed: iteration `l`
+    runs the block with every DRAM row moved on by `l * row_stride` (the layer-major weight
+    layout of `pim-tile-hbm`), so the layers' instructions exist once. `section` names the
+    section for people and tools."""
+
+    name = "hbm_isa.stream"
+    row_stride = opt_prop_def(IntegerAttr[I64])
+
+    def __init__(
+        self,
+        instructions: Sequence[Operation] = (),
+        attributes=None,
+        section: str | None = None,
+        repeat: int | None = None,
+        row_stride: int | None = None,
+    ):
+        super().__init__(
+            regions=[Region(Block(instructions))],
+            attributes=attributes,
+            properties={
+                "section": StringAttr(section) if section is not None else None,
+                "repeat": IntegerAttr(repeat, i64) if repeat is not None else None,
+                "row_stride": IntegerAttr(row_stride, i64) if row_stride is not None else None,
+            },
+        )
+
     @property
     def row_stride_value(self) -> int:
         return self.row_stride.value.data if self.row_stride is not None else 0
 
     def verify_(self) -> None:
-        for op in self.body.block.ops:
-            if not isinstance(op, HbmInstructionOp):
-                raise VerifyException(f"'{self.name}': '{op.name}' is not an hbm_isa instruction")
-        if self.repeat_count < 1:
-            raise VerifyException(f"'{self.name}': repeat must be at least 1, got {self.repeat_count}")
+        self.verify_stream(HbmInstructionOp, "hbm_isa")
         if self.row_stride_value < 0:
             raise VerifyException(
                 f"'{self.name}': row_stride must be non-negative, got {self.row_stride_value}"

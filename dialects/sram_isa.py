@@ -51,15 +51,15 @@ from xdsl.irdl import (
     irdl_op_definition,
     opt_prop_def,
     param_def,
-    region_def,
     traits_def,
 )
 from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
-from xdsl.traits import HasParent, NoTerminator
+from xdsl.traits import HasParent
 from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.mlir_lexer import MLIRTokenKind
 
+from hpim_ir.dialects.hbm_isa import SectionStreamBase
 from hpim_ir.errors import HpimError
 from hpim_ir.sim.sram.program import (
     FORMS,
@@ -235,7 +235,7 @@ def _next_field_word(parser: Parser) -> str | None:
 
 
 @irdl_op_definition
-class StreamOp(IRDLOperation):
+class StreamOp(SectionStreamBase):
     """`sram_isa.stream { ... }`: the SRAM-PIM instruction stream of every core; its block
     holds only `sram_isa` instructions, in program order (each core runs the instructions
     whose core range includes it, in this order).
@@ -246,10 +246,6 @@ class StreamOp(IRDLOperation):
     names the section for people and tools."""
 
     name = "sram_isa.stream"
-    body = region_def("single_block")
-    section = opt_prop_def(StringAttr)
-    repeat = opt_prop_def(IntegerAttr[I64])
-    traits = traits_def(NoTerminator())
 
     def __init__(
         self,
@@ -267,39 +263,8 @@ class StreamOp(IRDLOperation):
             },
         )
 
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        # Custom rather than declarative: `{ }` parses as a region without blocks, and an
-        # empty stream still has its one (empty) block, as `builtin.module` does.
-        entries = parser.parse_optional_attr_dict_with_keyword()
-        entries = dict(entries.data) if entries else {}
-        names = cls.get_irdl_definition().properties
-        body = parser.parse_region()
-        if not body.blocks:
-            body.add_block(Block())
-        return cls.create(
-            regions=[body],
-            properties={k: v for k, v in entries.items() if k in names},
-            attributes={k: v for k, v in entries.items() if k not in names},
-        )
-
-    def print(self, printer: Printer) -> None:
-        printer.print_op_attributes({**self.properties, **self.attributes}, print_keyword=True)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_empty_block=False)
-
-    @property
-    def repeat_count(self) -> int:
-        return self.repeat.value.data if self.repeat is not None else 1
-
     def verify_(self) -> None:
-        for op in self.body.block.ops:
-            if not isinstance(op, SramInstructionOp):
-                raise VerifyException(f"'{self.name}': '{op.name}' is not an sram_isa instruction")
-        if self.repeat_count < 1:
-            raise VerifyException(
-                f"'{self.name}': repeat must be at least 1, got {self.repeat_count}"
-            )
+        self.verify_stream(SramInstructionOp, "sram_isa")
 
 
 # --- the instructions ------------------------------------------------------------------------
