@@ -33,7 +33,7 @@ from typing import Self
 
 import numpy as np
 from xdsl.dialects.builtin import I64, IntegerAttr, StringAttr, i64
-from xdsl.ir import Block, Dialect, Operation, Region
+from xdsl.ir import Attribute, Block, Dialect, Operation, Region
 from xdsl.irdl import (
     IRDLOperation,
     irdl_op_definition,
@@ -75,6 +75,22 @@ class SectionStreamBase(IRDLOperation):
     section = opt_prop_def(StringAttr)
     repeat = opt_prop_def(IntegerAttr[I64])
     traits = traits_def(NoTerminator())
+
+    def __init__(
+        self,
+        instructions: Sequence[Operation] = (),
+        attributes: dict[str, Attribute] | None = None,
+        section: str | None = None,
+        repeat: int | None = None,
+        **numbers: int | None,
+    ):
+        """`numbers` are the subclass's other integer properties (`row_stride`)."""
+        properties = {"section": StringAttr(section) if section is not None else None}
+        for name, value in {"repeat": repeat, **numbers}.items():
+            properties[name] = IntegerAttr(value, i64) if value is not None else None
+        super().__init__(
+            regions=[Region(Block(instructions))], attributes=attributes, properties=properties
+        )
 
     @classmethod
     def parse(cls, parser: Parser) -> Self:
@@ -123,24 +139,6 @@ class StreamOp(SectionStreamBase):
 
     name = "hbm_isa.stream"
     row_stride = opt_prop_def(IntegerAttr[I64])
-
-    def __init__(
-        self,
-        instructions: Sequence[Operation] = (),
-        attributes=None,
-        section: str | None = None,
-        repeat: int | None = None,
-        row_stride: int | None = None,
-    ):
-        super().__init__(
-            regions=[Region(Block(instructions))],
-            attributes=attributes,
-            properties={
-                "section": StringAttr(section) if section is not None else None,
-                "repeat": IntegerAttr(repeat, i64) if repeat is not None else None,
-                "row_stride": IntegerAttr(row_stride, i64) if row_stride is not None else None,
-            },
-        )
 
     @property
     def row_stride_value(self) -> int:

@@ -44,7 +44,7 @@ from typing import ClassVar, Self
 
 import numpy as np
 from xdsl.dialects.builtin import I64, IntAttr, IntegerAttr, StringAttr, i64
-from xdsl.ir import Attribute, Block, Dialect, Operation, ParametrizedAttribute, Region
+from xdsl.ir import Attribute, Dialect, ParametrizedAttribute
 from xdsl.irdl import (
     IRDLOperation,
     irdl_attr_definition,
@@ -246,22 +246,6 @@ class StreamOp(SectionStreamBase):
     names the section for people and tools."""
 
     name = "sram_isa.stream"
-
-    def __init__(
-        self,
-        instructions: Sequence[Operation] = (),
-        attributes: dict[str, Attribute] | None = None,
-        section: str | None = None,
-        repeat: int | None = None,
-    ):
-        super().__init__(
-            regions=[Region(Block(instructions))],
-            attributes=attributes,
-            properties={
-                "section": StringAttr(section) if section is not None else None,
-                "repeat": IntegerAttr(repeat, i64) if repeat is not None else None,
-            },
-        )
 
     def verify_(self) -> None:
         self.verify_stream(SramInstructionOp, "sram_isa")

@@ -12,7 +12,6 @@ The schema (`SCHEMA`) maps each key path to a reader that checks the value's typ
 from __future__ import annotations
 
 import difflib
-import tomllib
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from hpim_ir.baselines.gpu import GpuSpec, StackSpec
 from hpim_ir.errors import HpimError
+from hpim_ir.hardware.loader import read_toml
 
 PRESETS = resources.files("hpim_ir.baselines") / "presets"
 FILE_KEYS = ("name", "description", "extends")
@@ -157,14 +157,7 @@ def _resolve(spec: str | Path, relative_to: Path | None = None) -> tuple[str, Pa
             f"unknown GPU baseline {text!r}: not a preset ({', '.join(baseline_names())}) "
             "nor a .toml file"
         )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HpimError(f"{label}: baseline file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise HpimError(f"{label}: cannot read the baseline file: {error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise HpimError(f"{label}: invalid TOML: {error}") from None
+    data = read_toml(label, path, "baseline")
     for key in FILE_KEYS:
         if key in data and not isinstance(data[key], str):
             raise HpimError(f"{label}: {key} = {data[key]!r}: must be a string")

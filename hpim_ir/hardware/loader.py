@@ -74,16 +74,21 @@ class _Source:
     data: dict[str, Any]
 
 
-def _parse(label: str, path: Path) -> _Source:
+def read_toml(label: str, path: Path, kind: str) -> dict[str, Any]:
+    """The table of a TOML file; a missing, unreadable or invalid file is an HpimError
+    naming it (`label`) and the `kind` of file it should be ("hardware", "baseline")."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise HpimError(f"{label}: hardware file not found") from None
+        raise HpimError(f"{label}: {kind} file not found") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise HpimError(f"{label}: cannot read the hardware file: {error}") from None
+        raise HpimError(f"{label}: cannot read the {kind} file: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise HpimError(f"{label}: invalid TOML: {error}") from None
-    source = _Source(label, path, data)
+
+
+def _parse(label: str, path: Path) -> _Source:
+    source = _Source(label, path, read_toml(label, path, "hardware"))
     _check_file(source)
     return source
 
