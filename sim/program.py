@@ -18,8 +18,9 @@ step at context length `ctx` as the central scheduler runs it (`MachineStep`):
   section's stream, iteration), which is what messages, timelines and traces report.
 
 Everything is numpy over records; a compiled OPT-30B step is about 15 000 HBM and 3 000 SRAM
-records after unrolling. Programs come from a module (`from_module`), from HBM-PIM-only
-assembly (`from_hbm`), or from a file (`read_program`: `.mlir` or `.hpimasm`).
+records after unrolling. Programs come from a module (`from_module`), from an HBM-PIM-only
+program (`from_hbm`), from assembly (`hpim_ir.asm.read_asm`), or from a file
+(`read_program`: `.mlir` or `.hpimasm`).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ class MachineProgram:
 
     @staticmethod
     def from_hbm(program: HbmProgram, source: str = "<program>") -> MachineProgram:
-        """An HBM-PIM-only program (what `.hpimasm` holds today), its sections kept."""
+        """An HBM-PIM-only program (what `read_asm` gives for HBM-PIM lines without parts),
+        its sections kept."""
         sections = tuple(
             MachineSection(s.name, s.times, s.stride, (s.start, s.stop), (0, 0))
             for s in program.sections
@@ -164,7 +166,19 @@ class MachineProgram:
             hbm_count, sram_count = hbm_range[1], sram_range[1]
             name = group["name"]
             sections.append(MachineSection(name, repeat, stride, hbm_range, sram_range))
-            hbm_sections.append(Section(*hbm_range, name, repeat, stride))
+            # The HBM-PIM sections keep which fields the streams give (None: neither does),
+            # so that the assembly's `.section` line says exactly what the module said.
+            streams = [stream for stream in (hbm_stream, sram_stream) if stream is not None]
+            given_repeat = repeat if any(s.repeat is not None for s in streams) else None
+            given_stride = hbm_stream.row_stride if hbm_stream is not None else None
+            hbm_sections.append(
+                Section(
+                    *hbm_range,
+                    name,
+                    given_repeat,
+                    given_stride.value.data if given_stride is not None else None,
+                )
+            )
             hbm_chunks.append(hbm_records)
             sram_chunks.append(sram_records)
         hbm = HbmProgram(np.concatenate(hbm_chunks), tuple(hbm_sections))
@@ -538,7 +552,7 @@ def read_program(path: str | Path) -> MachineProgram:
         from hpim_ir.asm import read_asm
 
         program = read_asm(text, source)
-        if isinstance(program, MachineProgram):  # mixed assembly, once the reader makes it
+        if isinstance(program, MachineProgram):  # SRAM-PIM lines or parts
             return program
         return MachineProgram.from_hbm(program, source)
     return parse_program(text, source)

@@ -198,10 +198,10 @@ def test_corruptions_give_the_same_outcome_on_both_paths(case, data) -> None:
     ("line", "column", "message"),
     [
         ("hbm.wr_gb ch=1 row=2", 16, "unexpected 'row=2'; expected 'col='"),
-        ("hbm.pre_ab ch=1 col=3", 17, "unexpected 'col=3'; expected end of line"),
+        ("hbm.pre_ab ch=1 col=3", 17, "unexpected 'col=3'; expected 'part=' or end of line"),
         ("hbm.wr_gb ch=1:2 col=2", 15, "unexpected ':2'; expected a space"),
         ("  hbm.wr_gbx ch=1 col=2", 3, "unknown instruction 'hbm.wr_gbx'"),
-        ("sram.load core=1", 1, "unknown instruction 'sram.load'"),
+        ("sram.lode core=1", 1, "unknown instruction 'sram.lode'"),
         ("hbm.pre_ab", 11, "unexpected end of line; expected a space"),
         ("hbm.barrier\tch=x", 16, "unexpected 'x'; expected a non-negative integer"),
         ("hbm.gemv ch=3:3 row=0 rows=1 cols=1", 13, "channel range 3:3 is empty"),
@@ -213,7 +213,7 @@ def test_corruptions_give_the_same_outcome_on_both_paths(case, data) -> None:
         ("hbm.read ch=0:2 row=1 rows=0 cols=4 ctx=0/2", 41, "per_ctx must be at least 1, got 0"),
         ("hbm.gemv ch=0 row=1 rows=0 cols=4 ctx=1/0", 41, "ctx_div must be at least 1, got 0"),
         ("hbm.readout ch=0 n=1 ctx=1", 27, "unexpected end of line; expected '/'"),
-        ("hbm.load_gb ch=0 cols=4 ctx=1/2", 25, "unexpected 'ctx=1/2'; expected end of line"),
+        ("hbm.load_gb ch=0 cols=4 ctx=1/2", 25, "unexpected 'ctx=1/2'; expected 'part=' or end of line"),
         (".section x repeat=0", 19, "repeat must be at least 1, got 0"),
         (".section x y", 12, "unexpected 'y'; expected 'repeat=' or 'row_stride='"),
         (".section row_stride=1 repeat=2", 23, "unexpected 'repeat=2'; expected end of line"),
@@ -429,5 +429,5 @@ def test_asm_module_round_trip() -> None:
 
 
 def test_module_to_asm_needs_a_stream() -> None:
-    with pytest.raises(HpimError, match="expected an hbm_isa.stream in the module, found none"):
+    with pytest.raises(HpimError, match="no hbm_isa.stream or sram_isa.stream in the module"):
         module_to_asm(ModuleOp([]))

@@ -1,17 +1,23 @@
-"""Reading `.hpimasm` text into an `HbmProgram`: a vectorized fast path over the lark reference.
+"""Reading `.hpimasm` text: a vectorized fast path for HBM-PIM lines over the lark reference.
 
 The lark grammar (`hpimasm.lark`) defines the language; `read_asm_reference` parses a whole
 text with it and is the reference. `read_asm` gets the same program faster: one compiled regex
-splits every line into a mnemonic and up to four `name=value` fields and a `ctx=A/D`
-(`re.findall`, in C), a dictionary maps each line's signature (mnemonic, field names, range or
-not) onto its instruction, and numpy turns the digit strings into record columns and checks
-every value at once. `.section` directive lines are read by a second regex. A line the fast
-path does not take (an unknown signature, a value out of range, anything the regexes do not
-match) goes on its own to the lark parser, which reads it or raises the error; so every
-message comes from one place and names the file, line and column. tests/test_asm.py proves
-that both paths give identical programs and identical errors.
+splits every line with a plain HBM-PIM instruction into a mnemonic and up to four `name=value`
+fields and a `ctx=A/D` (`re.findall`, in C), a dictionary maps each line's signature
+(mnemonic, field names, range or not) onto its instruction, and numpy turns the digit strings
+into record columns and checks every value at once. `.section` directive lines are read by a
+second regex. A line the fast path does not take (an SRAM-PIM line, a `part=` field, an
+unknown signature, a value out of range, anything the regexes do not match) goes on its own
+to the lark parser, which reads it or raises the error; so every message comes from one place
+and names the file, line and column. tests/test_asm.py and tests/test_asm_sram.py prove that
+both paths give identical programs and identical errors.
+
+SRAM-PIM lines are few (a compiled decode step has tens per layer; its layers are one
+repeated section) and go through lark; their fields are checked by the `sram_isa` dialect's
+verifier, so xDSL is imported only when a text has SRAM-PIM lines.
 """
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -32,59 +38,104 @@ from hpim_ir.asm.syntax import (
     range_problem,
     record_of_fields,
     section_problem,
+    size_of_text,
     value_problem,
 )
 from hpim_ir.errors import HpimError
 from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmProgram, Section
+from hpim_ir.sim.sram.program import RECORD_DTYPE as SRAM_RECORD_DTYPE
 
 if TYPE_CHECKING:
-    from lark import Lark, Tree, UnexpectedInput
+    from lark import Lark, Token, Tree, UnexpectedInput
+
+    from hpim_ir.sim.program import MachineProgram
 
 Directive = tuple[int, str | None, int | None, int | None]
 """A `.section` line: (line number, name, repeat, row_stride), None where not given."""
 
 
-def read_asm(text: str, filename: str = "<input>") -> HbmProgram:
-    """The HBM-PIM program written in `text`; `filename` only appears in error messages.
+@dataclass
+class _Items:
+    """What lines hold: HBM-PIM and SRAM-PIM records (each with its line), directives, and
+    the `part=` of each line that has one."""
 
-    Raises HpimError (file:line:column, what was found, what was expected) on bad input.
+    hbm: list[tuple] = dataclasses.field(default_factory=list)
+    sram: list[tuple] = dataclasses.field(default_factory=list)
+    directives: list[Directive] = dataclasses.field(default_factory=list)
+    parts: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    def extend(self, other: "_Items") -> None:
+        self.hbm += other.hbm
+        self.sram += other.sram
+        self.directives += other.directives
+        self.parts.update(other.parts)
+
+
+def read_asm(text: str, filename: str = "<input>") -> "HbmProgram | MachineProgram":
+    """The program written in `text`; `filename` only appears in error messages.
+
+    An `HbmProgram` when every line is an HBM-PIM instruction without `part=` (what
+    micro-benchmarks are), else a `MachineProgram` holding both streams, section by
+    section, and the parts. Raises HpimError (file:line:column, what was found, what was
+    expected) on bad input.
     """
     records, directives, rejected = _fast_records(text)
+    items = _Items(directives=directives)
     if len(rejected):
         lines = text.split("\n")
-        taken, more = [], list(directives)
         for number in rejected.tolist():
-            line_records, line_directives = _lark_items(
-                lines[number - 1] + "\n", filename, first_line=number
-            )
-            taken += line_records
-            more += line_directives
-        records = np.concatenate([records, np.array(taken, dtype=RECORD_DTYPE)])
+            items.extend(_lark_items(lines[number - 1] + "\n", filename, first_line=number))
+        records = np.concatenate([records, np.array(items.hbm, dtype=RECORD_DTYPE)])
         records = records[np.argsort(records["line"], kind="stable")]
-        directives = sorted(more)
-    return _program(records, directives)
+        items.directives.sort()
+    return _program(records, items, filename)
 
 
-def read_asm_reference(text: str, filename: str = "<input>") -> HbmProgram:
+def read_asm_reference(text: str, filename: str = "<input>") -> "HbmProgram | MachineProgram":
     """`read_asm` by the lark parser alone: the reference the fast path is tested against."""
     if not text.endswith("\n"):
         text += "\n"
-    records, directives = _lark_items(text, filename)
-    return _program(np.array(records, dtype=RECORD_DTYPE), directives)
+    items = _lark_items(text, filename)
+    return _program(np.array(items.hbm, dtype=RECORD_DTYPE), items, filename)
 
 
-def _program(records: np.ndarray, directives: list[Directive]) -> HbmProgram:
-    """The program of records (sorted by line) and directives: the lines before the first
-    directive are a plain section if there are any (or no directives at all), and each
-    directive starts a section that runs to the next one."""
-    starts = np.searchsorted(records["line"], [line for line, *_ in directives]).tolist()
-    sections = [
-        Section(start, stop, *fields)
-        for start, stop, (_, *fields) in zip(starts, starts[1:] + [len(records)], directives)
-    ]
-    if not directives or starts[0] > 0:
-        sections.insert(0, Section(0, starts[0] if directives else len(records)))
-    return HbmProgram(records, tuple(sections))
+def _program(records: np.ndarray, items: _Items, filename: str) -> "HbmProgram | MachineProgram":
+    """The program of HBM-PIM `records` (sorted by line) and the SRAM-PIM records, directives
+    and parts of `items`: the lines before the first directive are a plain section if there
+    are any (or no directives at all), and each directive starts a section that runs to the
+    next one."""
+    sram = np.array(items.sram, dtype=SRAM_RECORD_DTYPE)
+    directives = items.directives
+    at = [line for line, *_ in directives]
+    hbm_starts = np.searchsorted(records["line"], at).tolist()
+    sram_starts = np.searchsorted(sram["line"], at).tolist()
+    plain = not directives or hbm_starts[0] > 0 or sram_starts[0] > 0
+    hbm_starts = [0] * plain + hbm_starts
+    sram_starts = [0] * plain + sram_starts
+    fields = [(None, None, None)] * plain + [tuple(fields) for _, *fields in directives]
+    hbm_sections = tuple(
+        Section(start, stop, *given)
+        for start, stop, given in zip(hbm_starts, hbm_starts[1:] + [len(records)], fields)
+    )
+    hbm = HbmProgram(records, hbm_sections)
+    if not len(sram) and not items.parts:
+        return hbm
+    from hpim_ir.sim.program import MachineProgram, MachineSection
+    from hpim_ir.sim.sram.program import SramProgram
+
+    sections = tuple(
+        MachineSection(s.name, s.times, s.stride, (s.start, s.stop), (start, stop))
+        for s, start, stop in zip(hbm_sections, sram_starts, sram_starts[1:] + [len(sram)])
+    )
+
+    def parts(lines: np.ndarray) -> np.ndarray | None:
+        if not items.parts:
+            return None
+        return np.array([items.parts.get(line, "") for line in lines.tolist()], dtype=str)
+
+    return MachineProgram(
+        hbm, SramProgram(sram), sections, filename, parts(records["line"]), parts(sram["line"])
+    )
 
 
 # --- the fast path -------------------------------------------------------------------------
@@ -260,8 +311,8 @@ def _parser() -> "Lark":
     return Lark(grammar, parser="lalr")
 
 
-def _lark_items(text: str, filename: str, first_line: int = 1) -> tuple[list, list[Directive]]:
-    """Records and directives of `text` (newline-terminated) whose first line is line
+def _lark_items(text: str, filename: str, first_line: int = 1) -> _Items:
+    """Records, directives and parts of `text` (newline-terminated) whose first line is line
     `first_line` of the file."""
     from lark import UnexpectedInput
 
@@ -269,19 +320,25 @@ def _lark_items(text: str, filename: str, first_line: int = 1) -> tuple[list, li
         tree = _parser().parse(text)
     except UnexpectedInput as error:
         raise _syntax_error(error, text, filename, first_line) from None
-    records, directives = [], []
+    items = _Items()
     for item in tree.children:
         if item.data == "section":
-            directives.append(_directive(item, text, filename, first_line))
+            items.directives.append(_directive(item, text, filename, first_line))
+            continue
+        mnemonic, *fields = item.children
+        line = first_line + mnemonic.line - 1
+        if fields and fields[-1].data == "part":
+            items.parts[line] = str(fields.pop().children[0])
+        if item.data.startswith("sram_"):
+            items.sram.append(_sram_record(mnemonic, fields, text, filename, first_line))
         else:
-            records.append(_record(item, text, filename, first_line))
-    return records, directives
+            items.hbm.append(_record(mnemonic, fields, text, filename, first_line))
+    return items
 
 
-def _record(instruction: "Tree", text: str, filename: str, first_line: int) -> tuple:
-    """The record of one parsed instruction, its values checked as the fast path checks them
-    (in the order written; a count may be 0 when a `ctx=` follows)."""
-    mnemonic, *fields = instruction.children
+def _record(mnemonic: "Token", fields: list, text: str, filename: str, first_line: int) -> tuple:
+    """The record of one parsed HBM-PIM instruction, its values checked as the fast path
+    checks them (in the order written; a count may be 0 when a `ctx=` follows)."""
     syntax = HBM_BY_MNEMONIC[mnemonic]
     minimum = {field.name: field.minimum for field in syntax.fields}
     if any(field.data == "ctx" for field in fields):
@@ -302,6 +359,75 @@ def _record(instruction: "Tree", text: str, filename: str, first_line: int) -> t
             if problem:
                 raise _located(problem, text, filename, first_line, token.line, token.column)
     return record_of_fields(syntax, channels, values, line=first_line + mnemonic.line - 1)
+
+
+_SRAM_INT_MAX = int(np.iinfo(np.int32).max)
+"""The widest integer column of an SRAM-PIM record (int32): no field can exceed it."""
+
+
+def _sram_record(
+    mnemonic: "Token", fields: list, text: str, filename: str, first_line: int
+) -> tuple:
+    """The record of one parsed SRAM-PIM instruction. Each number and size is checked where
+    it is written; what the fields make together (a buffer number past the record's int16,
+    a size that reaches 0 at some context length) by the `sram_isa` verifier, reported at
+    the field its message names."""
+    from hpim_ir.dialects.sram_isa import INSTRUCTION_OPS
+    from hpim_ir.sim.sram.program import SramOp
+
+    _, name, *function = str(mnemonic).split(".")  # `sram.vcu.softmax`: a vcu's function
+    op = SramOp[name.upper()]
+    kind = function[0] if function else None
+    cores = None
+    values: dict[str, object] = {}
+    written = {"core": mnemonic}  # where each field is written, for the verifier's message
+    for field in fields:
+        if not hasattr(field, "data"):  # alloc's `space=am` / `space=pim` token
+            kind = str(field).removeprefix("space=")
+            continue
+        token = field.children[0]
+        name = field.data.removeprefix("size_")
+        problem = None
+        if name == "cores":
+            written["core"] = token
+            lo, *hi = (int(t) for t in field.children)
+            cores = (lo, hi[0] if hi else lo + 1)
+            problem = (
+                range_problem(*cores, field="cores", noun="core")
+                if hi
+                else value_problem("cores", lo)
+            )
+        elif token.type == "SIZE":
+            written[name] = token
+            try:
+                values[name] = size_of_text(str(token))
+            except ValueError as error:
+                problem = str(error)
+        else:
+            written[name] = token
+            values[name] = int(token)
+            if values[name] > _SRAM_INT_MAX:
+                problem = f"{name} must be at most {_SRAM_INT_MAX}, got {token}"
+        if problem:
+            raise _located(problem, text, filename, first_line, token.line, token.column)
+    instruction = INSTRUCTION_OPS[op](cores, kind=kind, **values)
+    if problem := instruction.problem():
+        # The verifier's messages start with the field they are about (`bytes must be ...`,
+        # `core range ...`); others (`takes no src1`) are about the instruction.
+        where = written.get(problem.split(" ", 1)[0], mnemonic)
+        raise _located(
+            f"{mnemonic}: {problem}", text, filename, first_line, where.line, where.column
+        )
+    return _sram_row(instruction, first_line + mnemonic.line - 1)
+
+
+def _sram_row(instruction, line: int) -> tuple:
+    """The record of a verified `sram_isa` instruction, as `program_from_ops` makes it."""
+    from hpim_ir.sim.sram.program import ProgramBuilder
+
+    builder = ProgramBuilder()
+    builder.add(instruction.OP, instruction.cores(), **instruction.record_fields(), line=line)
+    return builder.rows[0]
 
 
 def _directive(item: "Tree", text: str, filename: str, first_line: int) -> Directive:
@@ -348,9 +474,13 @@ def _syntax_error(error: "UnexpectedInput", text: str, filename: str, first_line
         # may also hold tokens that only a sibling rule accepts.
         parser_state = getattr(error, "interactive_parser", None)
         expected = parser_state.accepts() if parser_state else getattr(error, "expected", ())
+        described = {_describe(name) for name in expected}
+        if "'part='" in described:
+            # The blank before an optional last field is taken already; the line may end too.
+            described.add(_TERMINAL_NAMES["_NL"])
         message = f"unexpected {repr(found) if found else 'end of line'}"
-        if expected:
-            message += "; expected " + _one_of(sorted({_describe(name) for name in expected}))
+        if described:
+            message += "; expected " + _one_of(sorted(described))
     return _located(message, text, filename, first_line, error.line, at + 1)
 
 

@@ -7,6 +7,10 @@ line). The assembly reader (fast path and lark path), the writer and the `hbm_is
 work from it, so the three cannot disagree on a field; the dialect's property names are the
 field names (`per_ctx`, `ctx_div` for `ctx=A/D`). The `.section` directive's fields are here
 too. This module imports no xDSL and no lark: `hpim run-isa` loads it on every run.
+
+SRAM-PIM lines take their fields from the `sram_isa` dialect (which reads the simulator's
+`FORMS`); what is theirs alone is spelled here: sizes (`size_text`, `size_of_text`) and the
+`part=` field every instruction may carry.
 """
 
 import re
@@ -15,6 +19,7 @@ from enum import Enum
 
 from hpim_ir.errors import HpimError
 from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp
+from hpim_ir.sim.sram.program import Affine
 
 MAX_VALUE = 2**31 - 2
 """The largest value of any field (and channel number). Records hold int32, and a channel C
@@ -116,14 +121,17 @@ def value_problem(name: str, value: int, minimum: int = 0) -> str | None:
     return None
 
 
-def range_problem(lo: int, hi: int, spelling: str = "{}:{}") -> str | None:
-    """Why [lo, hi) is not a channel range, or None; `spelling` writes the range in messages."""
-    if problem := value_problem("ch", lo):
+def range_problem(
+    lo: int, hi: int, spelling: str = "{}:{}", field: str = "ch", noun: str = "channel"
+) -> str | None:
+    """Why [lo, hi) is not a channel range (or, with `field="cores", noun="core"`, a core
+    range), or None; `spelling` writes the range in messages."""
+    if problem := value_problem(field, lo):
         return problem
     if hi <= lo:
-        return f"channel range {spelling.format(lo, hi)} is empty"
+        return f"{noun} range {spelling.format(lo, hi)} is empty"
     if hi > MAX_VALUE + 1:
-        return f"channel range {spelling.format(lo, hi)} must end at most at {MAX_VALUE + 1}"
+        return f"{noun} range {spelling.format(lo, hi)} must end at most at {MAX_VALUE + 1}"
     return None
 
 
@@ -237,3 +245,40 @@ def section_line(name: str | None, repeat: int | None, row_stride: int | None) -
         if value is not None
     ]
     return " ".join(words)
+
+
+# --- SRAM-PIM sizes and parts --------------------------------------------------------------
+
+_SIZE = re.compile(r"(?:ceildiv\()?(?:([0-9]+)\*)?ctx(?:([+-][0-9]+))?(?:,([0-9]+)\))?")
+
+
+def size_text(size: Affine) -> str:
+    """How a size is written on an assembly line: `Affine`'s text without blanks (`64`,
+    `ctx+1`, `256*ctx+256`, `ceildiv(ctx+1,8)`), one spelling per size."""
+    return str(size).replace(" ", "")
+
+
+def size_of_text(text: str) -> Affine:
+    """The size written `text` (what the grammar's SIZE matches). ValueError says why it is
+    not a size's canonical spelling (`1*ctx` is written `ctx`)."""
+    if text.isdigit():
+        return Affine(0, int(text), 1)
+    match = _SIZE.fullmatch(text)
+    if match is None or text.startswith("ceildiv(") != (match[3] is not None):
+        raise ValueError(f"size {text!r} is not an integer, [A*]ctx[+B] or ceildiv([A*]ctx[+B],D)")
+    a, b, d = match.groups()
+    size = Affine(1 if a is None else int(a), int(b or 0), 1 if d is None else int(d))
+    if size_text(size) != text:
+        raise ValueError(f"size {text!r} is written {size_text(size)}")
+    return size
+
+
+PART_NAME = SECTION_NAME
+"""What a `part=` value may be (the grammar reads it as a NAME, as a section name)."""
+
+
+def part_problem(part: str) -> str | None:
+    """Why `part` cannot be written as `part=NAME`, or None."""
+    if PART_NAME.fullmatch(part):
+        return None
+    return f"part {part!r} must be a letter or '_' followed by letters, digits, '_', '.' or '-'"

@@ -62,16 +62,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name:<22} {seconds * 1000:9.1f} ms", file=sys.stderr)
     if args.emit == "asm":
         from hpim_ir.asm import module_to_asm
-        from hpim_ir.dialects import sram_isa
-        from hpim_ir.errors import HpimError
 
-        if any(isinstance(op, sram_isa.StreamOp) for op in module.ops):
-            # The assembly has no sram.* lines yet: writing only the HBM-PIM streams would
-            # silently drop half the program.
-            raise HpimError(
-                "--emit asm: the .hpimasm assembly covers HBM-PIM streams only so far and "
-                "this program has SRAM-PIM streams; use --emit mlir"
-            )
         text = module_to_asm(module)
     else:
         import io

@@ -1,10 +1,10 @@
-"""`hpim translate FILE --to-asm | --from-asm [-o OUT]`: hbm_isa IR <-> `.hpimasm` assembly.
+"""`hpim translate FILE --to-asm | --from-asm [-o OUT]`: ISA IR <-> `.hpimasm` assembly.
 
-`--to-asm` reads an MLIR module holding `hbm_isa.stream`s (one per section) and writes their
-assembly in the canonical spelling; `--from-asm` reads assembly and writes the module. The
-round trips are
-exact: asm -> mlir -> asm gives the canonical text, mlir -> asm -> mlir the same IR. FILE `-`
-is stdin. Errors name the file, line and column (docs/assembly.md).
+`--to-asm` reads an MLIR module holding `hbm_isa.stream`s and `sram_isa.stream`s (per section
+one of each, as `hpim compile` writes) and writes their assembly in the canonical spelling;
+`--from-asm` reads assembly and writes the module. The round trips are exact: asm -> mlir ->
+asm gives the canonical text, mlir -> asm -> mlir the same streams (`part` attributes
+included). FILE `-` is stdin. Errors name the file, line and column (docs/assembly.md).
 """
 
 import argparse
@@ -15,7 +15,7 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="the input: MLIR with --to-asm, .hpimasm with --from-asm ('-': stdin)")
     direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--to-asm", action="store_true", help="MLIR (hbm_isa.streams) -> .hpimasm")
+    direction.add_argument("--to-asm", action="store_true", help="MLIR (ISA streams) -> .hpimasm")
     direction.add_argument("--from-asm", action="store_true", help=".hpimasm -> MLIR")
     parser.add_argument("-o", "--output", help="write the result here instead of stdout")
 
