@@ -6,7 +6,13 @@ A request is a prefill of `prompt` tokens, then `generate` decode steps; step `i
 (`hpim-lower`, cached on disk by model, hardware and options) and simulated by the central
 scheduler at each step's context length. By default a few context lengths are simulated and
 the steps between them interpolated (a step's time is piecewise affine in the context: the
-attention grows with it, the rest does not); `exact=True` simulates every step.
+attention grows with it, the rest does not); `exact=True` simulates every step. The prefill
+is compiled per prompt length (cached the same way) and simulated by the same scheduler
+(`measure_prefill`); `prefill_estimate`, an analytic roofline, is the independent bound the
+tests hold the simulated prefill to.
+
+Baselines are named GPU baselines first (`hpim_ir.baselines`), then hardware presets or files:
+another PIM design is simulated by this same simulator, with its preset and its policy.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +87,13 @@ def _compiler_digest() -> str:
     return digest.hexdigest()
 
 
-def cache_key(options: CompileOptions) -> str:
+def cache_key(options: CompileOptions, phase: str = "decode", prompt: int = 0) -> str:
+    """The compiled program's key: options, model and hardware text, the compiler's source,
+    and for a prefill its prompt length (a prefill is compiled per prompt length)."""
     material = json.dumps(
         {
             "options": asdict(options),
+            **({"phase": phase, "prompt": prompt} if phase != "decode" else {}),
             "model": _source_text(options.model),
             "hw": _source_text(options.hw),
             "compiler": _compiler_digest(),
@@ -96,16 +105,22 @@ def cache_key(options: CompileOptions) -> str:
 
 def compile_decode_step(options: CompileOptions, use_cache: bool = True):
     """The compiled decode step (an ISA module) and whether it came from the disk cache."""
+    return compile_phase(options, "decode", 0, use_cache)
+
+
+def compile_phase(options: CompileOptions, phase: str, prompt: int, use_cache: bool = True):
+    """The compiled decode step or prefill of `prompt` tokens (an ISA module), and whether it
+    came from the disk cache."""
     from xdsl.context import Context
     from xdsl.printer import Printer
 
     from hpim_ir import import_model
     from hpim_ir.opt import parse_module_text
 
-    path = cache_dir() / f"{cache_key(options)}.mlir"
+    path = cache_dir() / f"{cache_key(options, phase, prompt)}.mlir"
     if use_cache and path.is_file():
         return parse_module_text(path.read_text(), str(path)), True
-    module = import_model(options.model, phase="decode")
+    module = import_model(options.model, phase=phase, **({"prompt": prompt} if prompt else {}))
     options.lower_pass().apply(Context(), module)
     if use_cache:
         try:
@@ -158,7 +173,8 @@ def prefill_estimate(config: ModelConfig, hw: Hardware, prompt: int) -> PrefillE
     causal attention is 2 x S^2/2 x hidden MACs per layer on the TCUs plus the softmax of
     S^2/2 scores per head at the VCUs' exp rate; the LM head runs for the last token only.
 
-    Not cycle-simulated: the decode step is (`convert-pim-to-isa` lowers decode steps only).
+    A bound, not the report's figure: `hpim simulate` simulates the compiled prefill
+    (`simulate_prefill`), which can never be faster than this.
     """
     sram = hw.sram
     if sram is None:
@@ -250,9 +266,9 @@ def run_request(
     exact: bool = False,
     samples: int = 8,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[PrefillEstimate, np.ndarray, list[StepMeasure]]:
-    """Prefill estimate, the decode contexts, and the simulated steps (all of them if
-    `exact`, else `samples` of them)."""
+) -> tuple[np.ndarray, list[StepMeasure]]:
+    """The decode contexts simulated and their steps (all of them if `exact`, else `samples`
+    of them)."""
     config = load_config(options.model)
     if prompt < 1 or generate < 1:
         raise HpimError(f"prompt ({prompt}) and generate ({generate}) must be at least 1")
@@ -261,8 +277,6 @@ def run_request(
             f"prompt {prompt} + generate {generate} exceeds {config.name}'s "
             f"{config.max_positions} positions"
         )
-    hw = load_hardware(options.hw)
-    prefill = prefill_estimate(config, hw, prompt)
     contexts = decode_contexts(prompt, generate)
     chosen = contexts if exact else sampled_contexts(contexts, samples)
     measures = []
@@ -270,7 +284,7 @@ def run_request(
         measures.append(step(int(context)))
         if progress is not None:
             progress(index + 1, len(chosen))
-    return prefill, chosen, measures
+    return chosen, measures
 
 
 def _intervals_ns(
@@ -334,10 +348,141 @@ def measure_step(program, hw: Hardware, context: int) -> StepMeasure:
     )
 
 
-def _baseline_report(name: str, config: ModelConfig, prompt: int, generate: int) -> dict:
-    """A GPU baseline's estimate of the same request (`hpim_ir.baselines`)."""
+@dataclass(frozen=True)
+class PrefillMeasure:
+    """The simulated prefill (`measure_prefill`)."""
+
+    ns: float
+    energy_pj: float
+    parts_ns: dict[str, float]
+
+
+def with_layers(program, layers: int):
+    """`program` with each repeated section (the decoder layers) run at most `layers` times."""
+    from hpim_ir.sim.hbm.program import HbmProgram
+
+    def fewer(section):
+        return replace(section, repeat=min(section.repeat, layers)) if section.repeat else section
+
+    hbm = HbmProgram(program.hbm.records, tuple(fewer(s) for s in program.hbm.sections))
+    return replace(program, hbm=hbm, sections=tuple(fewer(s) for s in program.sections))
+
+
+def measure_prefill(program, hw: Hardware, layers: int, exact: bool = False) -> PrefillMeasure:
+    """Simulate a compiled prefill with the central scheduler. Unless `exact`, with one and
+    with two iterations of each chunk's layer section, extrapolated to `layers`: every layer
+    of a chunk does the same work, so after the first each adds the same time (the rows it
+    reads differ, its timing hardly; `tests/test_prefill.py` bounds the difference)."""
+    if exact or layers == 1:
+        full = measure_step(program, hw, 0)
+        return PrefillMeasure(full.ns, full.energy_pj, full.parts_ns)
+    one = measure_step(with_layers(program, 1), hw, 0)
+    two = measure_step(with_layers(program, 2), hw, 0)
+
+    def extrapolate(first: float, second: float) -> float:
+        return first + (second - first) * (layers - 1)
+
+    return PrefillMeasure(
+        extrapolate(one.ns, two.ns),
+        extrapolate(one.energy_pj, two.energy_pj),
+        {part: extrapolate(one.parts_ns[part], two.parts_ns[part]) for part in PARTS},
+    )
+
+
+def simulate_prefill(
+    options: CompileOptions, prompt: int, hw: Hardware, use_cache: bool = True,
+    exact: bool = False, decode_program=None, samples: int = 8,
+) -> PrefillMeasure:
+    """Compile (or load) the prefill of `prompt` tokens and simulate it.
+
+    A policy that places the prefill's projections on HBM-PIM (`hbm-only`) has no GEMM to
+    run them as: such a design processes the prompt token by token, so its prefill is
+    `prompt` steps of `decode_program` at contexts 0 .. prompt - 1 (the steps' times summed;
+    `samples` of them simulated and the rest interpolated unless `exact`)."""
+    from hpim_ir.passes.lower_sram_linear import PrefillOnHbm
+    from hpim_ir.sim.program import MachineProgram
+
+    config = load_config(options.model)
+    try:
+        module, _ = compile_phase(options, "prefill", prompt, use_cache)
+    except PrefillOnHbm:
+        if decode_program is None:
+            raise
+        return token_by_token(decode_program, hw, prompt, exact, samples)
+    program = MachineProgram.from_module(module, source=f"{config.name} prefill")
+    return measure_prefill(program, hw, config.layers, exact)
+
+
+def token_by_token(decode_program, hw: Hardware, prompt: int, exact: bool, samples: int) -> PrefillMeasure:
+    """A prefill run as `prompt` decode steps, at contexts 0 .. prompt - 1."""
+    contexts = np.arange(prompt)
+    chosen = contexts if exact else sampled_contexts(contexts, samples)
+    measures = [measure_step(decode_program, hw, int(ctx)) for ctx in chosen]
+    table = np.array([[m.ns, m.energy_pj] + [m.parts_ns[p] for p in PARTS] for m in measures])
+    per_step = table if exact else interpolate(chosen.astype(float), table, contexts.astype(float))
+    totals = per_step.sum(axis=0)
+    return PrefillMeasure(
+        float(totals[0]), float(totals[1]), {p: float(totals[2 + i]) for i, p in enumerate(PARTS)}
+    )
+
+
+def resolve_policy(hw: str, policy: str | None) -> str:
+    """`policy` if given, else the machine's own (`policy` in its hardware file), else hpim's."""
+    return policy or load_hardware(hw).policy or "hpim"
+
+
+def _is_gpu_baseline(name: str) -> bool:
+    """Whether `name` is a GPU baseline rather than a hardware description: a GPU preset
+    name, or a TOML file that reads as a GPU baseline and not as hardware."""
+    from hpim_ir.baselines import baseline_names, load_baseline
+    from hpim_ir.hardware import preset_names
+
+    if name in baseline_names():
+        return True
+    if name in preset_names():
+        return False
+    if not (name.endswith(".toml") or "/" in name):
+        raise HpimError(
+            f"unknown baseline {name!r}: not a GPU baseline ({', '.join(baseline_names())}) "
+            f"nor a hardware preset ({', '.join(preset_names())}) nor a .toml file"
+        )
+    try:
+        load_baseline(name)
+        return True
+    except HpimError as gpu_error:
+        try:
+            load_hardware(name)
+            return False
+        except HpimError as hw_error:
+            raise HpimError(
+                f"baseline {name}: neither a GPU baseline ({gpu_error}) "
+                f"nor a hardware description ({hw_error})"
+            ) from None
+
+
+def _baseline_report(
+    name: str,
+    gpu: bool,
+    config: ModelConfig,
+    prompt: int,
+    generate: int,
+    simulate: Callable[[str], SimulationReport],
+) -> dict:
+    """The same request on a baseline: a GPU baseline's estimate (`hpim_ir.baselines`), or
+    another machine simulated here (`simulate(hw)`, with that machine's own policy)."""
     from hpim_ir.baselines import GpuBaseline
 
+    if not gpu:
+        report = simulate(name)
+        return {
+            "name": name,
+            "prefill_ms": report.prefill_ms,
+            "decode_ms_per_token": report.decode_ms_per_token,
+            "total_ms": report.total_ms,
+            "tokens_per_s": report.tokens_per_s,
+            "breakdown": report.breakdown,
+            "policy": report.policy,
+        }
     estimate = GpuBaseline(name).estimate(config, prompt, generate)
     return {
         "name": name,
@@ -346,6 +491,7 @@ def _baseline_report(name: str, config: ModelConfig, prompt: int, generate: int)
         "total_ms": estimate.total_ms,
         "tokens_per_s": estimate.tokens_per_s,
         "breakdown": estimate.breakdown,
+        "decode_breakdown": estimate.decode_breakdown,
     }
 
 
@@ -365,6 +511,7 @@ def simulate_request(
 
     config = load_config(options.model)
     hw = load_hardware(options.hw)
+    gpu = {name: _is_gpu_baseline(name) for name in baselines}  # a bad name fails first
     module, cached = compile_decode_step(options, use_cache)
     program = MachineProgram.from_module(module, source=config.name)
 
@@ -381,13 +528,14 @@ def simulate_request(
             progress_bar.update(task, completed=done, total=total)
 
     try:
-        prefill, chosen, measures = run_request(
+        chosen, measures = run_request(
             options, prompt, generate, lambda ctx: measure_step(program, hw, ctx),
             exact, samples, progress,
         )
     finally:
         if progress_bar is not None:
             progress_bar.stop()
+    prefill = simulate_prefill(options, prompt, hw, use_cache, exact, program, samples)
     contexts = decode_contexts(prompt, generate)
     table = np.array(
         [[m.ns, m.hbm_busy_ns, m.sram_busy_ns, m.overlap_ns, m.energy_pj]
@@ -396,11 +544,11 @@ def simulate_request(
     per_step = interpolate(chosen.astype(float), table, contexts.astype(float)) if not exact else table
     totals = per_step.sum(axis=0)
     decode_ms = totals[0] / 1e6
-    prefill_ms = prefill.ms
+    prefill_ms = prefill.ns / 1e6
     total_ms = prefill_ms + decode_ms
     decode_parts = {p: totals[5 + i] / 1e6 for i, p in enumerate(PARTS)}
     breakdown = {
-        "prefill": prefill.parts,
+        "prefill": {part: ns / 1e6 for part, ns in prefill.parts_ns.items()},
         "decode": decode_parts,
         "subsystem": {
             "hbm_busy": totals[1] / 1e6,
@@ -430,12 +578,23 @@ def simulate_request(
         decode_ms_per_token=decode_ms / generate,
         total_ms=total_ms,
         tokens_per_s=generate / (total_ms / 1e3),
-        energy_j=totals[4] * 1e-12,
+        energy_j=(totals[4] + prefill.energy_pj) * 1e-12,
         breakdown=breakdown,
         utilization=utilization,
         exact=exact,
         simulated_steps=len(measures),
         cached=cached,
     )
-    report.baselines = [_baseline_report(name, config, prompt, generate) for name in baselines]
+
+    def simulate_baseline(hw: str) -> SimulationReport:
+        # The design as designed: its own policy and KV placement, the default pipeline.
+        baseline = CompileOptions(
+            options.model, hw, resolve_policy(hw, None), max_context=options.max_context
+        )
+        return simulate_request(baseline, prompt, generate, [], exact, samples, use_cache)
+
+    report.baselines = [
+        _baseline_report(name, gpu[name], config, prompt, generate, simulate_baseline)
+        for name in baselines
+    ]
     return report

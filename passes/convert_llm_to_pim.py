@@ -115,6 +115,17 @@ class _Partitioner:
                 continue  # placed where the data lives, below
             if kind is not None:
                 self.op_places[op] = policy.place(op, kind, tokens)
+        attention = (llm.AttentionScoresBase, llm.AttentionValuesBase)
+        if kv_cache == pim.SRAM and any(
+            isinstance(op, attention) and place == pim.HBM for op, place in self.op_places.items()
+        ):
+            # The products read the cache where they run; streaming a cache resident in the
+            # cores to the banks every step would defeat computing attention in HBM-PIM.
+            raise HpimError(
+                f"policy {policy.name!r} computes attention (q.K^T, s.V) in HBM-PIM beside the "
+                "KV cache, which needs kv-cache=hbm; kv-cache=sram contradicts it (use "
+                "kv-cache=hbm, or a policy that computes attention on SRAM-PIM)"
+            )
         self.weight_places = _weight_places(module, self.op_places)
 
     def place_of(self, op: Operation) -> pim.PlaceAttr:
@@ -203,10 +214,12 @@ class ConvertLlmToPimPass(ModulePass):
     Options:
     - `policy` (default `hpim`): a name in `POLICIES`. Built in: `hpim` (the paper's mapping:
       prefill on SRAM-PIM; decode GEMVs on HBM-PIM, attention and nonlinear ops on SRAM-PIM),
-      `serial` (the same placement, no overlap between subsystems, IANUS-style), `hbm-only`
+      `serial` (the same placement, no overlap between subsystems, IANUS-style: the
+      `ianus-like` preset's default, docs/designs.md), `hbm-only`
       (all GEMV/GEMM work on HBM-PIM, attention included, AttAcc-style).
     - `kv-cache` (default: the policy's): `sram` (resident in SRAM-PIM) or `hbm` (stored in HBM
-      and streamed to the cores each token).
+      and streamed to the cores each token). A policy that computes attention in HBM-PIM
+      (`hbm-only`) needs `hbm`: `sram` is an error naming both.
 
     Weight matrices and embedding tables always live in HBM; a GEMM on SRAM-PIM (prefill)
     therefore reads them through a transfer. Per-feature parameters (norms, biases) live with

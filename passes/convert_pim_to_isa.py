@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr
@@ -16,12 +17,14 @@ from hpim_ir.dialects import hbm_isa, pim, sram_isa
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import Hardware, load_hardware
 from hpim_ir.passes.lower_hbm import (
+    data_attr,
     lower_attention_product,
     lower_cache_append,
     lower_gemv,
     lower_lookup,
+    row_pieces,
 )
-from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
+from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, GemvTile, HbmPlacement, from_dict_attr
 from hpim_ir.passes.pim_tile_sram import AttentionTile
 from hpim_ir.sim.sram.program import CTX, Affine, ProgramBuilder, Space, SramOp, VcuFn
 
@@ -48,6 +51,11 @@ def _elements(value: SSAValue) -> int:
 def _symbolic(value: SSAValue) -> bool:
     return any(dim < 0 for dim in value.type.get_shape())
 
+
+STATS_BYTES = 8
+"""What a core contributes to the all-gather of a norm's or a split head's softmax statistics
+(a partial sum and sum of squares, or a max and a sum: 2 x FP32), out of the buffer they are
+computed from: such a buffer holds at least this much per core."""
 
 PARTS = ("qkv", "attention", "attention_proj", "ffn", "other")
 """The parts of a layer the simulator reports time for (the paper's breakdown). Every ISA
@@ -95,6 +103,7 @@ class _Section:
     hbm: list[Operation] = field(default_factory=list)
     sram: ProgramBuilder = field(default_factory=ProgramBuilder)
     sram_parts: list[str] = field(default_factory=list)
+    sram_data: dict[int, dict] = field(default_factory=dict)  # record -> its `data`
 
 
 class _Lowering:
@@ -115,6 +124,22 @@ class _Lowering:
         self.isa_tokens: dict[int, list[int]] = {}
         self.stats = -1  # the buffer all-gathers of norm and softmax statistics land in
         self.pending_context: dict[SSAValue, list[int]] = {}  # streamed context -> tokens
+        self.names: dict[SSAValue, str] = {}
+
+    # Data semantics (the `data` attribute, docs/functional.md) ------------------------------
+
+    def name(self, value: SSAValue) -> str:
+        """The name of a logical value in `data` attributes: `v<N>`, shared by a transfer's
+        input and result (the same values on both sides of the link)."""
+        while isinstance(value.owner, pim.TransferOp):
+            value = value.owner.input
+        if value not in self.names:
+            self.names[value] = f"v{len(self.names)}"
+        return self.names[value]
+
+    def note(self, **data) -> None:
+        """Give the last SRAM record emitted its `data`."""
+        self.section.sram_data[len(self.section.sram.rows) - 1] = data
 
     def pieces(self, token: int, tiles: int) -> list[int]:
         """The ISA tokens of `pim` token `token` sent in `tiles` pieces: one per piece, so
@@ -130,9 +155,13 @@ class _Lowering:
         self.next_buffer += 1
         return self.next_buffer - 1
 
-    def buffer(self, value: SSAValue, bytes_per_core: int | Affine | None = None) -> int:
+    def buffer(
+        self, value: SSAValue, bytes_per_core: int | Affine | None = None,
+        layout: dict | None = None,
+    ) -> int:
         """The activation-memory buffer of `value` (allocated on first use, by default with
-        its `layout`'s bytes)."""
+        its `layout`'s bytes; its `data` names the value, its length (`n` elements, times
+        `ctx + 1` if `per_ctx`) and which part each core holds: `slice_of`, or `layout`)."""
         if bytes_per_core is None:
             bytes_per_core = self.layout(value)[1]
         if value not in self.buffers:
@@ -141,15 +170,30 @@ class _Lowering:
                 SramOp.ALLOC, (0, self.cores), kind=Space.AM, dst=self.buffers[value],
                 sizes=[bytes_per_core],
             )
+            length = {"n": _elements(value), "per_ctx": int(_symbolic(value))}
+            self.note(value=self.name(value), **length, **(layout or self.slice_of(value)))
         return self.buffers[value]
+
+    def slice_of(self, value: SSAValue) -> dict:
+        """Which elements of `value` core k holds: `count` (the buffer's bytes / 2) from
+        element `((k * mul) // div) * unit` (`unit` -1: `count`). An even split, or the heads
+        the core serves (query heads; the key/value heads they read)."""
+        tile = _attention_tile_of(value)
+        if tile is None:
+            return {"mul": 1, "div": 1, "unit": -1}
+        role, tile = tile
+        head_dim = _elements(value) // (tile.heads if role == "query" else tile.kv_heads)
+        return _head_slice(role, tile, head_dim)
 
     def vector_share(self, value: SSAValue) -> int | Affine:
         """Bytes per core of a vector split evenly over every core; a tensor whose length is
         the context (attention scores) has `ctx + 1` along it."""
-        static = _elements(value) * BYTES_FP16
+        static = _elements(value)
         if _symbolic(value):
-            return ((CTX + 1) * static).ceildiv(self.cores)
-        return -(-static // self.cores)
+            return ((CTX + 1) * static * BYTES_FP16).ceildiv(self.cores)
+        # Whole FP16 elements per core, at least the statistics a norm all-gathers from them
+        # (a vector shorter than 4 elements a core leaves the last cores padding only).
+        return max(-(-static // self.cores), STATS_BYTES // BYTES_FP16) * BYTES_FP16
 
     def layout(self, value: SSAValue) -> tuple[tuple[int, int], int]:
         """The cores holding `value` and the bytes each holds: the heads a core serves for
@@ -164,11 +208,12 @@ class _Lowering:
         return (0, tile.cores), _elements(value) // heads * per_core * BYTES_FP16
 
     def allocate_stats(self) -> None:
-        """The buffer of gathered statistics (a partial mean and variance, or a max and a sum:
-        8 bytes from every core), allocated once for the whole program."""
+        """The buffer of gathered statistics (`STATS_BYTES` from every core), allocated once
+        for the whole program."""
         self.stats = self.fresh()
         self.section.sram.add(
-            SramOp.ALLOC, (0, self.cores), kind=Space.AM, dst=self.stats, sizes=[8 * self.cores]
+            SramOp.ALLOC, (0, self.cores), kind=Space.AM, dst=self.stats,
+            sizes=[STATS_BYTES * self.cores],
         )
 
     def allocate_caches(self, appends: list[pim.KVAppendOp], layers: int) -> None:
@@ -187,6 +232,8 @@ class _Lowering:
                 SramOp.ALLOC, (0, tile.cores), kind=Space.PIM, dst=self.cache_buffers[name],
                 sizes=sizes,
             )
+            head_dim = _elements(append.value) // tile.kv_heads
+            self.note(cache=name, heads=tile.kv_heads_per_core, **_head_slice("kv", tile, head_dim))
 
     # The walk -------------------------------------------------------------------------------
 
@@ -251,6 +298,7 @@ class _Lowering:
         source = self.buffers[transfer.input]
         cores, share = self.layout(transfer.input)
         self.section.sram.add(SramOp.STORE, cores, src0=source, sizes=[share])
+        self.note(dst=self.name(transfer.input))
         (isa_token,) = self.pieces(token, 1)
         self.section.sram.add(SramOp.SIGNAL, (0, self.cores), tok=isa_token)
 
@@ -271,13 +319,43 @@ class _Lowering:
                 tokens = []
             self.pending_context[transfer.result] = tokens
             return
-        # HBM -> SRAM: each piece arrives over the link into its cores' buffer.
+        # HBM -> SRAM: each core's part arrives over the link in `tiles` loads; each load
+        # first waits for the pieces holding its rows that no earlier load waited for.
         cores, share = self.layout(transfer.result)
         target = self.buffer(transfer.result, share)
-        for piece in self.pieces(token, tiles):
-            self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=piece)
+        tokens = self.pieces(token, tiles)
+        waited = 0
+        for index, last in enumerate(self.last_pieces(transfer, cores, share, tiles)):
+            for piece in tokens[waited : last + 1]:
+                self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=piece)
+            waited = max(waited, last + 1)
             piece_bytes = share.ceildiv(tiles) if isinstance(share, Affine) else -(-share // tiles)
             self.section.sram.add(SramOp.LOAD, cores, dst=target, sizes=[piece_bytes])
+            self.note(src=self.name(transfer.input), piece=index, pieces=tiles)
+
+    def last_pieces(
+        self, transfer: pim.TransferOp, cores: tuple[int, int], share: int | Affine, tiles: int
+    ) -> list[int]:
+        """For each of the `tiles` loads of a value, the last piece of its producer it reads
+        (load i brings entries `[i * per, (i + 1) * per)` of every core's part, `slice_of`;
+        K and V from a tiled GEMV arrive in the pieces of `row_pieces`, anything else whole).
+        The last load waits for every piece: the value is whole once it is done."""
+        if tiles == 1:
+            return [0]
+        producer = transfer.input.owner
+        assert isinstance(producer, pim.LinearOp) and producer.tile is not None
+        tile = from_dict_attr(GemvTile, producer.tile)
+        piece_of_row = row_pieces(tile, self.hbm_cfg.banks_per_channel, tiles)
+        part, count = self.slice_of(transfer.result), share // BYTES_FP16
+        per = -(-count // tiles)
+        unit = count if part["unit"] < 0 else part["unit"]
+        first = (np.arange(*cores) * part["mul"]) // part["div"] * unit
+        elements = first[:, None] + np.arange(per * tiles)[None, :]  # [core, entry]
+        inside = (elements < len(piece_of_row)) & (np.arange(per * tiles) < count)
+        pieces = np.where(inside, piece_of_row[np.where(inside, elements, 0)], -1)
+        last = pieces.reshape(len(first), tiles, per).max(axis=(0, 2))
+        last[-1] = tiles - 1
+        return [int(piece) for piece in last]
 
     # HBM-PIM --------------------------------------------------------------------------------
 
@@ -286,19 +364,36 @@ class _Lowering:
             decl = _declaration(op, op.weight.owner.weight)
             placement = from_dict_attr(HbmPlacement, decl.placement)
             token, pieces = self.pipelined_token(op)
-            self.section.hbm.extend(lower_gemv(op, placement, self.hbm_cfg, pieces, token))
+            names = (self.name(op.input), self.name(op.result))
+            self.section.hbm.extend(lower_gemv(op, placement, self.hbm_cfg, pieces, token, names))
             return
         if isinstance(op, (pim.EmbeddingOp, pim.PositionEmbeddingOp)):
-            self.section.hbm.extend(lower_lookup(_elements(op.result), self.hbm_cfg))
+            (readout,) = lower_lookup(_elements(op.result), self.hbm_cfg)
+            table = op.table.owner.weight.string_value()
+            if isinstance(op, pim.EmbeddingOp):
+                lookup = {"index": "token", "offset": 0}
+            else:
+                lookup = {"index": "position", "offset": op.offset.value.data}
+            readout.attributes["data"] = data_attr(
+                {"dst": self.name(op.result), "table": table, **lookup}
+            )
+            self.section.hbm.append(readout)
             return
         if isinstance(op, pim.KVAppendOp):
             decl = _declaration(op, op.cache)
             placement = from_dict_attr(HbmPlacement, decl.placement)
             streamed = any(isinstance(use.operation, pim.TransferOp) for use in op.result.uses)
             tokens, _ = self.pipelined_token(op)
-            self.section.hbm.extend(
-                lower_cache_append(_elements(op.value), placement, self.hbm_cfg, streamed, tokens)
-            )
+            ops = lower_cache_append(_elements(op.value), placement, self.hbm_cfg, streamed, tokens)
+            cache = op.cache.string_value()
+            ops[0].attributes["data"] = data_attr({"cache": cache, "src": self.name(op.value)})
+            reads = [read for read in ops if isinstance(read, hbm_isa.ReadOp)]
+            split = _context_split(op)
+            for piece, read in enumerate(reads):
+                read.attributes["data"] = data_attr(
+                    {"cache": cache, "piece": piece, "pieces": len(reads), "split": split}
+                )
+            self.section.hbm.extend(ops)
             return
         if isinstance(op, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
             cache = op.keys if isinstance(op, pim.AttentionScoresOp) else op.values
@@ -314,11 +409,33 @@ class _Lowering:
                 head_dim = _elements(op.result) // heads
                 bursts = (-(-head_dim * BYTES_FP16 // self.hbm_cfg.column_bytes), 0, 1)
                 values_in = self.hbm_cfg.global_buffer_slots * self.hbm_cfg.column_bytes // BYTES_FP16
-            self.section.hbm.extend(
-                lower_attention_product(heads, head_dim, values_in, bursts, placement, self.hbm_cfg)
+            ops = lower_attention_product(
+                heads, head_dim, values_in, bursts, placement, self.hbm_cfg
             )
+            self.annotate_attention_product(op, ops)
+            self.section.hbm.extend(ops)
             return
         raise HpimError(f"convert-pim-to-isa: '{op.name}' on #pim.hbm is not supported")
+
+    def annotate_attention_product(self, op: Operation, ops: list[Operation]) -> None:
+        """`data` of q.K^T or s.V in HBM-PIM: in round i, channel c computes query head
+        `c * rounds + i` against the cache it reads; the readouts deliver the result."""
+        scores = isinstance(op, pim.AttentionScoresOp)
+        cache = (op.keys if scores else op.values).owner.cache.string_value()
+        source = self.name(op.query if scores else op.probs)
+        rounds = len(ops) // 3
+        common = {
+            "kind": "scores" if scores else "values", "cache": cache, "rounds": rounds,
+            "heads": op.num_heads.value.data, "kv_heads": op.num_kv_heads.value.data,
+        }
+        if scores:
+            common["scale"] = op.scale.value.data
+        for index, (load, gemv, readout) in enumerate(zip(ops[::3], ops[1::3], ops[2::3])):
+            load.attributes["data"] = data_attr({"src": source, "at": 0})
+            gemv.attributes["data"] = data_attr({**common, "round": index})
+            readout.attributes["data"] = data_attr(
+                {"dst": self.name(op.result), "size": _elements(op.result), "per_ctx": int(scores)}
+            )
 
     def pipelined_token(self, op: Operation) -> tuple[list[int] | None, int]:
         """The ISA tokens (one per piece) and the piece count of the transfer that sends
@@ -340,14 +457,25 @@ class _Lowering:
             cores, share = self.layout(op.results[0])
             inputs = [self.buffers[v] for v in op.operands if v in self.buffers]
             target = self.buffer(op.results[0], share)
-            if isinstance(op, (pim.LayerNormOp, pim.RMSNormOp)):
+            norm = isinstance(op, (pim.LayerNormOp, pim.RMSNormOp))
+            if norm:
                 # Statistics of a vector split over the cores: each core's partial sums
                 # (2 x 4 B) are combined over the NoC before normalizing.
-                sram.add(SramOp.ALLGATHER, cores, dst=self.stats, src0=inputs[0], sizes=[8])
+                sram.add(
+                    SramOp.ALLGATHER, cores, dst=self.stats, src0=inputs[0], sizes=[STATS_BYTES]
+                )
+                self.note(stat="moments")
             sram.add(
                 SramOp.VCU, cores, kind=_VECTOR_FNS[type(op)], dst=target, src0=inputs[0],
                 src1=inputs[1] if len(inputs) > 1 else -1, sizes=[_elements_of_share(share)],
             )
+            if norm:  # the parameters are SRAM-resident weights, sliced as the input
+                params = {"w": op.gamma.owner.weight.string_value(), "eps": op.epsilon.value.data}
+                if isinstance(op, pim.LayerNormOp):
+                    params["b"] = op.beta.owner.weight.string_value()
+                self.note(**params)
+            elif isinstance(op, pim.RoPEOp):
+                self.note(heads=op.num_heads.value.data, theta=op.theta.value.data)
             return
         lowerings = {
             pim.KVAppendOp: self.lower_append,
@@ -378,13 +506,20 @@ class _Lowering:
         head_dim = _elements(op.query) // tile.heads
         query = self.buffers[op.query]
         per_head = 2 * tile.heads_per_core
-        # Room for ceil((ctx + 1) / cores_per_head) FP16 scores of each head the core runs.
-        room = Affine(per_head, per_head * tile.cores_per_head, tile.cores_per_head)
-        scores = self.buffer(op.result, room)
-        for _ in range(tile.heads_per_core):
+        # Room for ceil((ctx + 1) / cores_per_head) FP16 scores of each head the core runs,
+        # and, when a head is split, for the statistics its cores all-gather (at ctx 0 a core
+        # holds one score, 2 bytes).
+        split = tile.cores_per_head
+        stats = STATS_BYTES * split if split > 1 else 0
+        room = Affine(per_head, per_head * split + stats, split)
+        layout = {"heads_per_core": tile.heads_per_core, "cores_per_head": tile.cores_per_head}
+        scores = self.buffer(op.result, room, layout)
+        for phase in range(tile.heads_per_core):
             self.attention_product(
                 op.keys, tile, dst=scores, src0=query,
                 sizes=[head_dim, (CTX + 1).ceildiv(tile.cores_per_head)],
+                data={"kind": "scores", "phase": phase, "scale": op.scale.value.data,
+                      "group": tile.heads // tile.kv_heads},
             )
 
     def lower_softmax(self, op: pim.SoftmaxOp) -> None:
@@ -397,63 +532,78 @@ class _Lowering:
                 SramOp.VCU, cores, kind=VcuFn.SOFTMAX, dst=scores, src0=scores,
                 sizes=[_elements_of_share(share)],
             )
+            self.note(heads=op.input.type.get_shape()[0])
             return
         tile = from_dict_attr(AttentionTile, op.tile)
         scores = self.buffers[op.input]
         self.buffers[op.result] = scores
-        for _ in range(tile.heads_per_core):
+        for phase in range(tile.heads_per_core):
             if tile.cores_per_head > 1:  # the head's global max and sum, over its cores
-                self.per_head_group(tile, SramOp.ALLGATHER, self.stats, scores, 8)
+                self.per_head_group(
+                    tile, SramOp.ALLGATHER, self.stats, scores, STATS_BYTES,
+                    {"stat": "softmax", "phase": phase},
+                )
             self.section.sram.add(
                 SramOp.VCU, (0, tile.cores), kind=VcuFn.SOFTMAX, dst=scores, src0=scores,
                 sizes=[(CTX + 1).ceildiv(tile.cores_per_head)],
             )
+            self.note(phase=phase)
 
     def lower_values(self, op: pim.AttentionValuesOp) -> None:
         tile = from_dict_attr(AttentionTile, op.tile)
         head_dim = _elements(op.result) // tile.heads
         probs = self.buffers[op.probs]
         out = self.buffer(op.result)
-        for _ in range(tile.heads_per_core):
+        for phase in range(tile.heads_per_core):
             self.attention_product(
                 op.values, tile, dst=out, src0=probs,
                 sizes=[(CTX + 1).ceildiv(tile.cores_per_head), head_dim],
+                data={"kind": "values", "phase": phase, "group": tile.heads // tile.kv_heads},
             )
             if tile.cores_per_head > 1:  # the head's partial outputs, summed
-                self.per_head_group(tile, SramOp.REDUCE, out, out, head_dim * BYTES_FP16)
+                self.per_head_group(tile, SramOp.REDUCE, out, out, head_dim * BYTES_FP16, {})
 
-    def attention_product(self, cache: SSAValue, tile: AttentionTile, dst: int, src0: int, sizes) -> None:
+    def attention_product(
+        self, cache: SSAValue, tile: AttentionTile, dst: int, src0: int, sizes, data: dict
+    ) -> None:
         """q.K^T or s.V of one head per core: an `mvm` on the resident cache's PIM buffer, or
-        a `stream_mvm` that streams a cache kept in HBM through the macros."""
+        a `stream_mvm` that streams a cache kept in HBM through the macros. `data`: the
+        product (`kind`), the phase (which of the core's heads), the scores' scale."""
         cores = (0, tile.cores)
+        name = cache.owner.input.owner.cache.string_value() if _streamed_cache(cache) else None
         if _streamed_cache(cache):
             # Piece by piece as HBM-PIM reads them: wait, then stream that share of the
             # context (the context is the symbolic size of the product).
             tokens = self.pending_context[cache]
             if not tokens:
                 self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=sizes)
+                self.note(**data, cache=name, piece=0, pieces=1)
                 return
             pieces = len(tokens)
             split = [
                 size.ceildiv(pieces) if isinstance(size, Affine) and size.a else size
                 for size in sizes
             ]
-            for token in tokens:
+            for piece, token in enumerate(tokens):
                 self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=token)
                 self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=split)
+                self.note(**data, cache=name, piece=piece, pieces=pieces)
             return
         resident = self.cache_buffers[cache.owner.cache.string_value()]
         self.section.sram.add(SramOp.MVM, cores, dst=dst, src0=src0, src1=resident, sizes=sizes)
+        self.note(**data)
 
     def per_head_group(
-        self, tile: AttentionTile, op: SramOp, dst: int, src0: int, size: int
+        self, tile: AttentionTile, op: SramOp, dst: int, src0: int, size: int, data: dict
     ) -> None:
-        """A collective among the cores sharing each head."""
+        """A collective among the cores sharing each head (`data`: what it combines)."""
         for head in range(tile.heads):
             first = head * tile.cores_per_head
             self.section.sram.add(
                 op, (first, first + tile.cores_per_head), dst=dst, src0=src0, sizes=[size]
             )
+            if data:
+                self.note(**data)
 
 
 def hbm_bursts_per_value(hbm) -> int:
@@ -465,6 +615,19 @@ def _streamed_cache(value: SSAValue) -> bool:
     """A cache's context arriving from HBM (a KV cache kept in HBM)."""
     owner = value.owner
     return isinstance(owner, pim.TransferOp) and isinstance(owner.input.owner, pim.KVAppendOp)
+
+
+def _context_split(append: pim.KVAppendOp) -> int:
+    """Over how many cores the SRAM-PIM attention that streams a cache in HBM splits each
+    head's context (1: no SRAM-PIM consumer)."""
+    for use in append.result.uses:
+        if isinstance(use.operation, pim.TransferOp):
+            for inner in use.operation.result.uses:
+                consumer = inner.operation
+                attention = isinstance(consumer, (pim.AttentionScoresOp, pim.AttentionValuesOp))
+                if attention and consumer.tile is not None:
+                    return from_dict_attr(AttentionTile, consumer.tile).cores_per_head
+    return 1
 
 
 def _attention_tile_of(value: SSAValue) -> tuple[str, AttentionTile] | None:
@@ -486,6 +649,17 @@ def _attention_tile_of(value: SSAValue) -> tuple[str, AttentionTile] | None:
             if isinstance(user, (pim.TransferOp, pim.RoPEOp)):
                 pending.extend(user.results)
     return None
+
+
+def _head_slice(role: str, tile: AttentionTile, head_dim: int) -> dict:
+    """The heads core k serves (`slice_of`): its query heads, or the key/value heads they
+    read (grouped-query attention: query head h reads key/value head h // group)."""
+    group = tile.heads // tile.kv_heads
+    if tile.cores_per_head > 1:  # core k runs query head k // cores_per_head
+        div = tile.cores_per_head * (1 if role == "query" else group)
+        return {"mul": 1, "div": div, "unit": head_dim}
+    div = 1 if role == "query" else group
+    return {"mul": tile.heads_per_core, "div": div, "unit": head_dim}
 
 
 def _elements_of_share(share: int | Affine) -> int | Affine:
@@ -521,6 +695,12 @@ class ConvertPimToIsaPass(ModulePass):
     context (`ctx + 1` keys); a head split over cores all-gathers its softmax statistics and
     reduces its partial outputs.
 
+    What each instruction computes on is recorded for functional execution: a decode step's
+    instructions carry a `data` attribute (which weight rows a `gemv` multiplies, which slice
+    of which value a `load_gb` or `load` brings, which value a `readout` or `store` delivers,
+    which value and part of it a buffer holds, ...; docs/functional.md has the table) and the
+    module's `hpim.logits` names the value the step returns. Timing ignores both.
+
     Options:
     - `hw` (default `hpim`): hardware preset or TOML file.
 
@@ -528,7 +708,15 @@ class ConvertPimToIsaPass(ModulePass):
     reads the whole context out (a `read` whose row count grows with `ctx`), and SRAM-PIM
     streams it through its macros (`stream_mvm`) instead of multiplying a resident matrix.
 
-    Not yet supported (an error names the op): prefill, attention in HBM-PIM (`hbm-only`).
+    Attention in HBM-PIM (`hbm-only`): q.K^T and s.V run in the bank PUs beside the cache
+    (`load_gb` + a `gemv` whose rows grow with `ctx`, then `readout`); the softmax runs on
+    SRAM-PIM.
+
+    A prefill (func @prefill) is lowered by `hpim_ir.passes.lower_sram_linear` (its module
+    docstring): in chunks of the prompt, every projection a TCU GEMM on SRAM-PIM with its
+    weight streamed from HBM in normal mode, double-buffered, and attention per head on the
+    TCUs; `pim-schedule`'s and `pim-insert-pipeline`'s sync is not used (the streamed tiles
+    carry their own). An op the lowering cannot handle is an error naming it.
     """
 
     name = "convert-pim-to-isa"
@@ -540,14 +728,22 @@ class ConvertPimToIsaPass(ModulePass):
         if hw.sram is None:
             raise HpimError(f"hardware {hw.name!r} has no SRAM-PIM part to lower to")
         function = next((f for f in op.ops if isinstance(f, func.FuncOp)), None)
-        if function is None or function.sym_name.data != "decode_step":
-            raise HpimError("convert-pim-to-isa lowers a decode step (func @decode_step)")
-        tokens = {
-            signal.token.value.data: signal.prev_op
-            for signal in op.walk()
-            if isinstance(signal, pim.SignalOp)
-        }
-        sections = self.sections(function, op, hw, tokens)
+        if function is None or function.sym_name.data not in ("decode_step", "prefill"):
+            raise HpimError(
+                "convert-pim-to-isa lowers a decode step or a prefill (func @decode_step or "
+                "@prefill)"
+            )
+        if function.sym_name.data == "prefill":
+            from hpim_ir.passes.lower_sram_linear import lower_prefill
+
+            sections = lower_prefill(op, function, hw)
+        else:
+            tokens = {
+                signal.token.value.data: signal.prev_op
+                for signal in op.walk()
+                if isinstance(signal, pim.SignalOp)
+            }
+            sections = self.sections(function, op, hw, tokens)
         for child in list(op.ops):
             child.detach()
             child.erase()
@@ -560,8 +756,12 @@ class ConvertPimToIsaPass(ModulePass):
             )
             section.sram_parts.extend(["other"] * (len(section.sram.rows) - len(section.sram_parts)))
             stream = sram_isa.ops_from_program(section.sram.build())
-            for instruction, part in zip(stream.body.block.ops, section.sram_parts, strict=True):
+            for index, (instruction, part) in enumerate(
+                zip(stream.body.block.ops, section.sram_parts, strict=True)
+            ):
                 instruction.attributes["part"] = StringAttr(part)
+                if index in section.sram_data:
+                    instruction.attributes["data"] = data_attr(section.sram_data[index])
             stream.properties["section"] = StringAttr(section.name)
             stream.properties["repeat"] = IntegerAttr(section.repeat, 64)
             op.body.block.add_op(stream)
@@ -599,4 +799,6 @@ class ConvertPimToIsaPass(ModulePass):
         lowering.lower_ops(prologue, ops[:split])
         lowering.lower_layer_body(body, layers)
         lowering.lower_ops(epilogue, ops[split + 1 :])
+        # The value the step returns (the logits), for functional execution.
+        module.attributes["hpim.logits"] = StringAttr(lowering.name(block.last_op.operands[0]))
         return [prologue, body, epilogue]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
@@ -45,24 +46,32 @@ class HpimLowerPass(ModulePass):
     kv_cache: str | None = None
     max_context: int = 0
 
-    def stages(self) -> list[ModulePass]:
-        """The passes, in order, with their options (what `hpim compile --time-passes` times)."""
+    def stages(self, phase: str = "decode") -> list[ModulePass]:
+        """The passes, in order, with their options (what `hpim compile --time-passes` times).
+        A prefill skips `pim-schedule` and `pim-insert-pipeline`: its lowering synchronizes
+        the streamed weight tiles itself."""
         hw = load_hardware(self.hw)
         get_policy(self.policy)
         kv = self.kv_cache or (hw.sram.kv_cache.value if hw.sram is not None else None)
         granularity = self.granularity if self.pipeline else "none"
+        schedule = [PimScheduleAnalysisPass(), PimInsertPipelinePass(granularity=granularity)]
         return [
             LlmAnnotatePass(),
             ConvertLlmToPimPass(policy=self.policy, kv_cache=kv),
             PimTileHbmPass(hw=self.hw),
             PimTileSramPass(hw=self.hw, max_context=self.max_context),
-            PimScheduleAnalysisPass(),
-            PimInsertPipelinePass(granularity=granularity),
+            *(schedule if phase == "decode" else []),
             ConvertPimToIsaPass(hw=self.hw),
         ]
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.granularity not in ("tile", "head"):
             raise HpimError(f"hpim-lower: granularity must be 'tile' or 'head', got {self.granularity!r}")
-        for stage in self.stages():
+        for stage in self.stages(phase_of(op)):
             stage.apply(ctx, op)
+
+
+def phase_of(module: ModuleOp) -> str:
+    """`prefill` for a module whose function is `@prefill`, else `decode`."""
+    names = {f.sym_name.data for f in module.ops if isinstance(f, func.FuncOp)}
+    return "prefill" if "prefill" in names else "decode"

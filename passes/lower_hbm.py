@@ -10,11 +10,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from xdsl.ir import Operation
+import numpy as np
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, StringAttr
+from xdsl.ir import Attribute, Operation
 
 from hpim_ir.dialects import hbm_isa, pim
 from hpim_ir.hardware import HbmConfig
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, GemvTile, HbmPlacement, from_dict_attr
+
+
+def data_attr(data: dict[str, str | int | float]) -> DictionaryAttr:
+    """An instruction's `data` attribute (what it computes, docs/functional.md): strings,
+    64-bit integers and f64 floats."""
+
+    def attr(value: str | int | float) -> Attribute:
+        if isinstance(value, str):
+            return StringAttr(value)
+        if isinstance(value, float):
+            return FloatAttr(value, 64)
+        return IntegerAttr(value, 64)
+
+    return DictionaryAttr({key: attr(value) for key, value in data.items()})
 
 
 def _bursts(values: int, hbm: HbmConfig) -> int:
@@ -50,12 +66,27 @@ def split_groups(groups: int, pieces: int) -> list[tuple[int, int]]:
     return spans
 
 
+def row_pieces(tile: GemvTile, banks: int, pieces: int) -> np.ndarray:
+    """For each output row of a tiled GEMV sent on in `pieces` pieces, the piece of
+    `lower_gemv` that delivers it: the channels compute consecutive blocks of rows, the
+    `o`-th row of a block is in output group `o // banks`, and a piece is a span of
+    `split_groups`. A consumer reading a slice of the result waits for the pieces of its rows
+    (rows of one head may come from several channels, late in each)."""
+    spans = split_groups(tile.groups, pieces)
+    piece_of_group = np.repeat(np.arange(len(spans)), [count for _, count in spans])
+    within = np.concatenate(
+        [np.tile(np.arange(group.rows), group.hi - group.lo) for group in channel_groups(tile)]
+    )
+    return piece_of_group[within // banks]
+
+
 def lower_gemv(
     linear: pim.LinearOp,
     placement: HbmPlacement,
     hbm: HbmConfig,
     pieces: int,
     tokens: list[int] | None,
+    names: tuple[str, str],
 ) -> list[Operation]:
     """A tiled GEMV: per piece of output groups, per input segment, fill the global buffer and
     stream the piece's DRAM rows through the bank PUs; then read the piece's results out and,
@@ -66,20 +97,33 @@ def lower_gemv(
     `gemv` macro covers them. Biases are preloaded into the PU accumulators with the inputs
     (no extra commands). Rows are those of layer 0; the stream's `row_stride` moves them on
     per layer.
+
+    `names` are the input's and the result's value names: each instruction's `data` says
+    which slice of the input a `load_gb` fills the global buffer with (`at`), which weight
+    rows a `gemv` multiplies (channel c of the range computes output rows `out + (c - ch_lo)
+    * rows` on, bank b of group g row `g * banks + b` of them; input columns from `at`;
+    segment 0 preloads the bias), and which value a `readout` delivers.
     """
     tile = from_dict_attr(GemvTile, linear.tile)
+    source, result = names
+    weight = linear.weight.owner.weight.string_value()
+    bias = {"bias": linear.bias.owner.weight.string_value()} if linear.bias is not None else {}
+    segment_values = tile.segment_cols * hbm.column_bytes // BYTES_FP16
     banks = hbm.banks_per_channel
     ops: list[Operation] = []
     spans = split_groups(tile.groups, pieces)
     for index, (first, count) in enumerate(spans):
         for group in channel_groups(tile):
+            out = 0 if group.lo == 0 else tile.channels_hi * tile.rows_hi
             group_count = -(-group.rows // banks)
             if first >= group_count:
                 continue
             count_here = min(count, group_count - first)
             for segment in range(tile.segments):
                 cols = tile.segment_cols if segment < tile.segments - 1 else tile.last_cols
+                at = segment * segment_values
                 ops.append(hbm_isa.LoadGbOp(ch_lo=group.lo, ch_hi=group.hi, cols=cols))
+                ops[-1].attributes["data"] = data_attr({"src": source, "at": at})
                 ops.append(
                     hbm_isa.GemvOp(
                         ch_lo=group.lo,
@@ -89,8 +133,13 @@ def lower_gemv(
                         cols=cols,
                     )
                 )
+                gemv = {"w": weight, "out": out, "rows": group.rows, "group": first, "at": at}
+                ops[-1].attributes["data"] = data_attr({**gemv, **(bias if segment == 0 else {})})
             outputs = min(count_here * banks, group.rows - first * banks)
             ops.append(hbm_isa.ReadoutOp(ch_lo=group.lo, ch_hi=group.hi, n=_bursts(outputs, hbm)))
+            ops[-1].attributes["data"] = data_attr(
+                {"dst": result, "size": tile.out_features, "per_ctx": 0}
+            )
         if tokens is not None:
             ops.append(hbm_isa.SignalOp(tok=tokens[index]))
     return ops

@@ -48,8 +48,8 @@ def pipeline_tiles(transfer: pim.TransferOp, granularity: str) -> int:
     if not isinstance(producer, pim.LinearOp) or producer.tile is None or not _feeds_cache(transfer):
         return 1
     tile = from_dict_attr(GemvTile, producer.tile)
-    if granularity == "head":
-        return max(1, tile.heads_per_channel)
+    if granularity == "head":  # a GEMV of fewer output groups than heads: one per group
+        return max(1, min(tile.heads_per_channel, tile.groups))
     if granularity == "tile":
         return tile.groups
     return 1
@@ -64,15 +64,19 @@ def _first_consumer(transfer: pim.TransferOp, block: Block) -> Operation:
     raise HpimError(f"transfer {transfer} has no user in its block")
 
 
-def _first_of_stage(block: Block, place: pim.PlaceAttr, stage: int, fallback: Operation) -> Operation:
-    for op in block.ops:
-        if (
-            STAGE in op.properties
-            and stage_of(op) == stage
-            and op.properties.get("place") == place
-        ):
-            return op
-    return fallback
+def _start_of_stage(block: Block, place: pim.PlaceAttr, consumer: Operation) -> Operation:
+    """The first op of `block` on `place` in the consumer's stage: a serial wait goes before
+    the segment that reads the value, never after the value's first use. A consumer with no
+    stage (the layer loop, the return) is its own start."""
+    if STAGE not in consumer.properties:
+        return consumer
+    stage = stage_of(consumer)
+    return next(
+        op
+        for op in block.ops
+        if op is consumer
+        or (STAGE in op.properties and stage_of(op) == stage and op.properties.get("place") == place)
+    )
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,6 @@ class PimInsertPipelinePass(ModulePass):
             Rewriter.insert_op(pim.SignalOp(token, transfer.source, tiles), InsertPoint.after(transfer))
             consumer = _first_consumer(transfer, block)
             if not overlap:
-                consumer = _first_of_stage(block, transfer.destination, stage_of(transfer), consumer)
+                consumer = _start_of_stage(block, transfer.destination, consumer)
             Rewriter.insert_op(pim.WaitOp(token, transfer.destination, tiles), InsertPoint.before(consumer))
             transfer.properties["tiles"] = IntegerAttr(tiles, 64)

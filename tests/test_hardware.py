@@ -47,6 +47,7 @@ def test_the_presets_shipped() -> None:
         "hbm3-6.4gbps",
         "hbm3-6.4gbps-npc",
         "hpim",
+        "ianus-like",  # another design: GDDR6-AiM timing, tests/test_designs.py
     ]
 
 
@@ -59,7 +60,7 @@ REFERENCE_TABLE = {
 TABLE_KEYS = "nBL nCL nRCD nRP nRAS nRC nWR nCCDS nCCDL nCCDAB nCCDSB nRRDS nRRDL nFAW".split()
 
 
-@pytest.mark.parametrize("name", preset_names())
+@pytest.mark.parametrize("name", [name for name in preset_names() if not name.endswith("-like")])
 def test_preset_timing_agrees_with_the_reference_table(name: str) -> None:
     base = name.removesuffix("-npc") if name != "hpim" else "hbm3-5.2gbps"
     values, tck = REFERENCE_TABLE[base]
@@ -67,6 +68,8 @@ def test_preset_timing_agrees_with_the_reference_table(name: str) -> None:
     expected = dict(zip(TABLE_KEYS, values))
     if name.endswith("-npc"):  # no power constraint: nCCDAB = nCCDSB = 4
         expected |= {"nCCDAB": 4, "nCCDSB": 4}
+    if name == "hpim":  # its MAC pacing is calibrated (tests/test_calibration.py)
+        expected["nCCDAB"] = timing.nCCDAB
     assert {key: getattr(timing, key) for key in TABLE_KEYS} == expected
     assert timing.tCK_ns == pytest.approx(tck, abs=5e-4)
 
@@ -114,7 +117,7 @@ def test_hbm3_stack_figures(name: str) -> None:
         ("hbm3-5.2gbps-npc", 8192 * 5.2 / 4),  # 10649.6, 16x the external 665.6
         ("hbm3-6.4gbps", 8192 * 6.4 / 7),  # 7489.8
         ("hbm3-6.4gbps-npc", 8192 * 6.4 / 4),  # 13107.2
-        ("hpim", 4 * 8192 * 5.2 / 6),  # four stacks: 28398.9
+        ("hpim", 4 * 8192 * 5.2 / 15),  # four stacks, calibrated nCCDAB = 15: 11359.6
     ],
 )
 def test_peak_pim_figures(name: str, gbs: float) -> None:
@@ -134,8 +137,8 @@ def test_hpim_machine() -> None:
     assert hbm.total_banks == 4 * 8 * (2 * 2 * 8 * 4) == 4096
     assert (hbm.stacks, hbm.total_channels, hbm.banks_per_channel) == (4, 64, 64)
     assert hbm.pu_multipliers == 16
-    # 2 x 4096 PUs x 16 multipliers every 6 x 4/5.2 ns = 28398.9 GFLOP/s
-    assert hbm.peak_pim_gflops == pytest.approx(2 * 4096 * 16 / (6 * 4 / 5.2))
+    # 2 x 4096 PUs x 16 multipliers every 15 x 4/5.2 ns (nCCDAB calibrated) = 11359.6 GFLOP/s
+    assert hbm.peak_pim_gflops == pytest.approx(2 * 4096 * 16 / (15 * 4 / 5.2))
 
 
 def test_npc_presets_differ_from_their_base_in_mac_pacing_only() -> None:

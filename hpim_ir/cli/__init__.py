@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("hpim_ir.cli.simulate_cmd", "simulate a request (prefill + decode) against baselines"),
     "translate": ("hpim_ir.cli.translate", "convert between hbm_isa IR and .hpimasm assembly"),
     "run-isa": ("hpim_ir.cli.run_isa", "simulate an ISA program on both subsystems"),
+    "run": ("hpim_ir.cli.run_cmd", "compute a model's logits with its compiled program (--functional)"),
+    "eval": ("hpim_ir.cli.eval_cmd", "reproduce the HPIM paper's evaluation (tables, plots)"),
 }
 
 

@@ -1,5 +1,6 @@
 """`hpim compile MODEL --hw PRESET`: a model through the whole compiler (`hpim-lower`) to the
-two ISA streams, printed as MLIR or as `.hpimasm` assembly.
+two ISA streams, printed as MLIR or as `.hpimasm` assembly: a decode step, or with
+`--phase prefill --prompt K` the prefill of a K-token prompt.
 
 The module stays in memory from import to print: no stage prints and re-parses the IR.
 `--time-passes` reports each stage of `hpim-lower` on stderr.
@@ -13,7 +14,9 @@ import time
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="zoo name, config.json, or a folder holding one")
     parser.add_argument("--hw", default="hpim", help="hardware preset or TOML file (default: hpim)")
-    parser.add_argument("--policy", default="hpim", help="partitioning policy (default: hpim)")
+    parser.add_argument(
+        "--policy", help="partitioning policy (default: the hardware's `policy`, else hpim)"
+    )
     parser.add_argument(
         "--no-pipeline", action="store_true", help="send K and V whole (no fine-grained pipeline)"
     )
@@ -25,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-context", type=int, default=0,
         help="longest context an SRAM-resident KV cache must hold (default: the model's)",
     )
+    parser.add_argument(
+        "--phase", choices=("decode", "prefill"), default="decode",
+        help="compile a decode step (default) or the prefill of --prompt tokens",
+    )
+    parser.add_argument(
+        "--prompt", type=int, default=256, help="prompt tokens of a prefill (default 256)"
+    )
     parser.add_argument("-o", "--output", help="write the program here instead of stdout")
     parser.add_argument("--emit", choices=("mlir", "asm"), default="mlir")
     parser.add_argument("--time-passes", action="store_true", help="time each compiler stage")
@@ -32,10 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def lower_pass(args: argparse.Namespace):
     from hpim_ir.passes.hpim_lower import HpimLowerPass
+    from hpim_ir.simulate import resolve_policy
 
     return HpimLowerPass(
         hw=args.hw,
-        policy=args.policy,
+        policy=resolve_policy(args.hw, args.policy),
         pipeline=not args.no_pipeline,
         granularity=args.granularity,
         kv_cache=args.kv_cache,
@@ -50,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from hpim_ir import import_model
 
     started = time.perf_counter()
-    module = import_model(args.model, phase="decode")
+    module = import_model(args.model, phase=args.phase, prompt=args.prompt)
     timings = [("import", time.perf_counter() - started)]
     ctx = Context()
-    for stage in lower_pass(args).stages():
+    for stage in lower_pass(args).stages(args.phase):
         started = time.perf_counter()
         stage.apply(ctx, module)
         timings.append((stage.name, time.perf_counter() - started))

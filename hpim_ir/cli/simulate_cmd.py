@@ -17,13 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", type=int, default=256, help="prompt tokens (default 256)")
     parser.add_argument("--generate", type=int, default=768, help="tokens generated (default 768)")
     parser.add_argument("--batch", type=int, default=1, help="sequences per batch (PIM designs: 1)")
-    parser.add_argument("--policy", default="hpim", help="partitioning policy (default: hpim)")
+    parser.add_argument(
+        "--policy", help="partitioning policy (default: the hardware's `policy`, else hpim)"
+    )
     parser.add_argument("--no-pipeline", action="store_true", help="no fine-grained pipeline")
     parser.add_argument("--kv-cache", choices=("sram", "hbm"), help="default: the hardware's")
     parser.add_argument(
         "--baseline", action="append", default=None, metavar="NAME",
         help="compare with a GPU baseline (a100, a100-eager, a TOML file) or another "
-        "hardware preset; repeatable (default: a100)",
+        "machine (a hardware preset such as ianus-like, or a hardware TOML file), simulated "
+        "here with its own policy; repeatable (default: a100)",
     )
     parser.add_argument("--exact", action="store_true", help="simulate every decode step")
     parser.add_argument(
@@ -37,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpim_ir.errors import HpimError
-    from hpim_ir.simulate import CompileOptions, simulate_request
+    from hpim_ir.simulate import CompileOptions, resolve_policy, simulate_request
 
     if args.batch != 1:
         raise HpimError(
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     options = CompileOptions(
         model=args.model,
         hw=args.hw,
-        policy=args.policy,
+        policy=resolve_policy(args.hw, args.policy),
         pipeline=not args.no_pipeline,
         kv_cache=args.kv_cache,
         max_context=args.prompt + args.generate,
@@ -84,7 +87,7 @@ def _print_table(report) -> None:
     )
     summary = Table(title=title, show_header=True)
     summary.add_column("")
-    summary.add_column("hpim", justify="right")
+    summary.add_column(report.hw, justify="right")
     for baseline in report.baselines:
         summary.add_column(baseline["name"], justify="right")
         summary.add_column("speedup", justify="right")

@@ -190,3 +190,6 @@ class Hardware:
     sram: "SramConfig | None" = None
     link: "LinkConfig | None" = None
     source_path: Path | None = None
+    policy: str | None = None
+    """The partitioning policy (`convert-llm-to-pim`) the machine is designed for, used by
+    `hpim compile/simulate --hw` unless `--policy` is given; None: hpim's default."""

@@ -17,7 +17,9 @@ value. Loading runs in three steps, and nothing is built until all of them pass:
    (`nRC >= nRAS + nRP - 1`, ...), and only then are the frozen dataclasses built.
 
 Each top-level table is one subsystem, read by the entry of `SECTIONS`; the SRAM-PIM and link
-sections are added there beside `hbm`.
+sections are added there beside `hbm`. One top-level key describes the machine as a whole and
+is inherited like a table's: `policy`, the partitioning policy the machine is designed for
+(validated against the policy registry of `convert-llm-to-pim`).
 """
 
 import difflib
@@ -40,6 +42,9 @@ PRESETS = resources.files("hpim_ir.hardware") / "presets"
 # Top-level keys that belong to one file and are not inherited through `extends`.
 FILE_KEYS = ("name", "description", "extends")
 
+# Top-level keys of the whole machine: strings, inherited through `extends`.
+MACHINE_KEYS = ("policy",)
+
 _CYCLES_KEY = re.compile(r"n([A-Z]\w*)")
 _NS_KEY = re.compile(r"t([A-Z]\w*)_ns")
 
@@ -61,8 +66,23 @@ def load_hardware(spec: str | Path) -> Hardware:
         name=data.get("name", source.path.stem),
         description=data.get("description", ""),
         source_path=source.path,
+        policy=_read_policy(tables.get("policy"), reader),
         **sections,
     )
+
+
+def _read_policy(policy: str | None, reader: "_Reader") -> str | None:
+    """The machine's default partitioning policy, which must be a registered one."""
+    if policy is None:
+        return None
+    # Imported here: the passes import this module.
+    from hpim_ir.passes.convert_llm_to_pim import POLICIES
+
+    if policy not in POLICIES:
+        raise reader.fail(
+            ("policy",), f"policy = {policy!r}: unknown policy; registered: {', '.join(POLICIES)}"
+        )
+    return policy
 
 
 @dataclass(frozen=True)
@@ -159,7 +179,7 @@ def _alias(key: str) -> str | None:
 
 def _check_file(source: _Source) -> None:
     for key, value in source.data.items():
-        if key in FILE_KEYS:
+        if key in FILE_KEYS or key in MACHINE_KEYS:
             if not isinstance(value, str):
                 raise HpimError(f"{source.label}: {key} = {value!r}: must be a string")
         elif key in SECTIONS:
@@ -167,7 +187,7 @@ def _check_file(source: _Source) -> None:
                 raise HpimError(f"{source.label}: {key} = {value!r}: must be a table [{key}]")
             _check_table(SECTIONS[key][0], value, key, source.label)
         else:
-            raise HpimError(_unknown(source.label, key, key, [*FILE_KEYS, *SECTIONS]))
+            raise HpimError(_unknown(source.label, key, key, [*FILE_KEYS, *MACHINE_KEYS, *SECTIONS]))
 
 
 def _check_table(cls: type, table: dict[str, Any], prefix: str, label: str) -> None:

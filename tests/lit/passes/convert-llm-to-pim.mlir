@@ -4,6 +4,7 @@
 // RUN: hpim import opt-125m | hpim-opt -p 'convert-llm-to-pim{kv-cache=hbm}' | filecheck %s --check-prefix=KVHBM
 // RUN: hpim import opt-125m --phase prefill --prompt 8 | hpim-opt -p convert-llm-to-pim | filecheck %s --check-prefix=PREFILL
 // RUN: hpim import opt-125m | not hpim-opt -p 'convert-llm-to-pim{policy=nope}' 2>&1 | filecheck %s --check-prefix=BAD
+// RUN: hpim import opt-125m | not hpim-opt -p 'convert-llm-to-pim{policy=hbm-only kv-cache=sram}' 2>&1 | filecheck %s --check-prefix=CONTRA
 
 // hpim (decode): weight GEMVs on HBM-PIM, attention and nonlinear ops on SRAM-PIM, a
 // transfer at every crossing; the KV cache resident in SRAM-PIM by default.
@@ -47,3 +48,7 @@
 // PREFILL: pim.linear %{{.*}}, %[[WS]] {{.*}}place = #pim.sram
 
 // BAD: unknown policy 'nope'; registered: hpim, serial, hbm-only
+
+// Attention in HBM-PIM reads the cache where it runs: a cache resident in SRAM-PIM contradicts
+// the policy, and the message names both options.
+// CONTRA: policy 'hbm-only' computes attention (q.K^T, s.V) in HBM-PIM beside the KV cache, which needs kv-cache=hbm; kv-cache=sram contradicts it

@@ -1,6 +1,7 @@
 // RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=TILE
 // RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-schedule,pim-insert-pipeline{granularity=head}' | filecheck %s --check-prefix=HEAD
 // RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim{policy=serial},pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=SERIAL
+// RUN: hpim import llama-2-7b | hpim-opt -p 'convert-llm-to-pim{policy=serial kv-cache=hbm},pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=LLAMA
 
 // hpim, tile granularity: K and V cross in 2 pieces (OPT-30B's K/V GEMVs hold 2 output groups
 // per bank), and SRAM-PIM waits for each value right before its first use: it appends K
@@ -35,3 +36,25 @@
 // SERIAL: pim.signal [[TV]] : i64 on #pim.hbm
 // SERIAL-NOT: tiles = 2
 // SERIAL: pim.yield
+
+// serial LLaMA, KV cache in HBM: the hidden state is waited for before the layer loop that
+// reads it (the loop has no stage; the first op of the transfer's stage comes after it), and
+// the attention stage waits for both contexts before q.K^T: V's arrives after K's append,
+// which waits for SRAM-PIM's RoPE of K, so waiting for it at the RoPE (V's transfer's own
+// stage) would deadlock.
+// LLAMA: pim.signal [[TX:[0-9]+]] : i64 on #pim.hbm
+// LLAMA-NEXT: pim.wait [[TX]] : i64 on #pim.sram
+// LLAMA-NEXT: pim.layers 32
+// LLAMA: pim.rope
+// LLAMA: pim.rope
+// LLAMA: pim.signal [[TR:[0-9]+]] : i64 on #pim.sram
+// LLAMA-NEXT: pim.wait [[TR]] : i64 on #pim.hbm
+// LLAMA-NEXT: pim.kv_append
+// LLAMA: pim.signal [[TK:[0-9]+]] : i64 on #pim.hbm
+// LLAMA-NEXT: pim.wait [[TK]] : i64 on #pim.sram
+// LLAMA-NEXT: pim.wait [[TV:[0-9]+]] : i64 on #pim.sram
+// LLAMA-NEXT: pim.attention_scores
+// LLAMA: pim.kv_append
+// LLAMA-NEXT: pim.transfer
+// LLAMA-NEXT: pim.signal [[TV]] : i64 on #pim.hbm
+// LLAMA-NEXT: pim.attention_values

@@ -1,0 +1,63 @@
+"""`hpim eval paper --out DIR`: the HPIM paper's evaluation grid on this simulator.
+
+Runs every `hpim simulate` of the grid (`hpim_ir.evaluation.EvalPlan`) in a process of its
+own with a progress bar, then writes DIR/paper.md (the paper's figures beside ours, with the
+deviation and why it differs), DIR/results.json (every report and wall time) and DIR/*.png.
+`--models` narrows the grid (the averages then cover those models only).
+"""
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+SUITES = ("paper",)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", choices=SUITES, help="the evaluation to run (paper: the HPIM paper's)")
+    parser.add_argument("--out", required=True, type=Path, help="directory for paper.md, results.json, *.png")
+    parser.add_argument(
+        "--models", help="comma-separated models instead of the paper's six (OPT-350M..30B)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from hpim_ir.errors import HpimError
+    from hpim_ir.evaluation import EvalPlan, evaluate, write_results
+
+    plan = EvalPlan()
+    if args.models:
+        models = tuple(name.strip() for name in args.models.split(",") if name.strip())
+        if not models:
+            raise HpimError(f"--models {args.models!r}: name at least one model")
+        plan = EvalPlan(models=models, breakdown_model=models[-1], ablation_model=models[-1])
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise HpimError(f"--out {args.out}: cannot create the directory: {error.strerror}") from None
+    runs = plan.runs()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"hpim simulate {runs[0].key}", total=len(runs))
+
+        def advance(done) -> None:
+            position = runs.index(done) + 1
+            following = runs[position].key if position < len(runs) else "done"
+            bar.update(task, advance=1, description=f"hpim simulate {following}")
+
+        outcomes = evaluate(plan, progress=advance)
+    command = "hpim eval " + shlex.join([args.suite, "--out", str(args.out)]
+                                        + (["--models", args.models] if args.models else []))
+    for path in write_results(outcomes, plan, args.out, command):
+        print(path)
+    return 0

@@ -1,0 +1,711 @@
+"""SRAM-PIM lowerings of `convert-pim-to-isa` for work whose weights stream from HBM: a
+linear on SRAM-PIM with its weight read from HBM in normal mode (`lower_streamed_linear`),
+and the whole prefill built on it (`lower_prefill`).
+
+A module of helpers (not a pass): `convert-pim-to-isa` calls `lower_prefill` for a
+`func @prefill`; other lowerings (a near-memory design's GEMVs) call
+`lower_streamed_linear` with their own `Streams`.
+
+**The streamed linear.** `Y (m x N) = X (m x K) . W (K x N)` for `m` tokens (the rows of the
+GEMM; `m = 1` is a GEMV), `X` and `Y` split evenly over the cores' activation memory. Every
+core computes `ceil(N / cores)` output columns for all `m` tokens on its TCU. The weight is
+cut into *tiles* of `k` input rows (a multiple of the TCU's rows); per tile:
+
+- HBM-PIM reads the tile (`k x N` FP16, spread evenly over the weight's channels) in normal
+  mode (`hbm_isa.read`: whole rows of every bank, then the columns of a last partial row)
+  and raises the tile's *ready* token;
+- SRAM-PIM all-gathers the tile's `m x k` slice of `X` over the NoC (every core needs it),
+  waits for *ready*, loads its `k x ceil(N / cores)` share of the tile over the link, and
+  multiplies on the TCU (`gemm m, N/cores, k`, accumulating into `Y`), then raises the
+  tile's *free* token.
+
+Tiles are double-buffered: the gathered inputs and the weight share of tile `i + 1` land in
+the other buffer while tile `i` is multiplied, and HBM-PIM reads tile `i + 2` only once tile
+`i` is *free* (its `hbm_isa.wait`), so it runs at most two tiles ahead of the cores. `k` is
+the largest multiple of the TCU rows whose four buffers fit the activation memory left, and
+at most a quarter of `K` (so the stream pipelines); if one TCU-row block of every output
+column of a core does not fit (a large vocabulary), tiles are also cut into blocks of TCU
+columns, column blocks outermost (`LinearTiling.tiles`). A weight whose smallest tile
+cannot fit is a `DoesNotFit` error naming the bytes. The bias initializes the accumulators
+(no extra work), as in the decode GEMVs.
+
+**The prefill.** The prompt (`S` tokens, a constant of the program: it is compiled per prompt
+length) runs in *chunks* of `m` tokens, each through every layer before the next (chunked
+prefill): the whole prompt's activations rarely fit the cores' activation memory (OPT-30B's
+FFN at 256 tokens is 14 MiB, the cores hold 12 MiB). `m` is `S` if every buffer fits, else
+the largest multiple of the TCU rows that fits (a chunk fills the TCUs' rows: fewer tokens
+would leave rows idle, and more tokens per chunk leave less room for the weight tiles), else
+the largest power of two below them; the error names what does not fit even at one token.
+Sections: per chunk `c` a `prologue.c` (embedding lookups in HBM, loaded over the link) and
+a `layers.c` (`repeat = layers`, rows moved by the weights' layer stride), then one
+`epilogue` (final norm and LM head for the last token only: the logits generation needs).
+
+In a layer: norms, activations and residual adds are `vcu` functions over each core's share
+(norms first all-gather each token's partial statistics); every projection is a streamed
+linear; attention is per head on the cores `pim-tile-sram` assigns (a core runs its heads one
+after the other; a head split over cores splits its queries): `gemm` q.K^T against the
+chunk's keys and, from the second chunk on, the earlier chunks' keys read back from the KV
+cache in HBM (`hbm_isa.read`, loaded over the link) in blocks that fit the activation
+memory, `vcu softmax` over the scores, `gemm` s.V likewise; each block after the first
+rescales the running output (`vcu mul`, flash-attention style). The causal mask is applied
+to whole blocks: the chunk's own block is computed whole and masked. The chunk's K and V
+leave over the link (`store` + `signal`) and HBM-PIM writes them at their positions of the
+cache (`hbm_isa.write`) once it has read the layer's weights, so the writes never hold up
+the weight stream. A value's buffer is freed after its last reader; a vector op whose input
+has no later reader overwrites it in place.
+
+Not lowered (an error says so): a prefill whose KV cache is resident in SRAM-PIM, and
+projections placed on HBM-PIM (the `hbm-only` policy's prefill: `PrefillOnHbm`; `hpim
+simulate` runs such a prefill token by token, as decode steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Operation, SSAValue
+
+from hpim_ir.dialects import hbm_isa, pim
+from hpim_ir.errors import HpimError
+from hpim_ir.hardware import HbmConfig, Hardware
+from hpim_ir.passes.convert_pim_to_isa import (
+    _PROJECTION_PARTS,
+    _VECTOR_FNS,
+    _declaration,
+    part_of,
+)
+from hpim_ir.passes.lower_hbm import lower_lookup
+from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
+from hpim_ir.passes.pim_tile_sram import AttentionTile
+from hpim_ir.sim.sram.program import ProgramBuilder, Space, SramOp, VcuFn
+
+MIN_TILES = 4
+"""A weight streams in at least this many tiles (when it has that many TCU-row blocks), so
+reading one tile overlaps multiplying another."""
+
+
+class DoesNotFit(HpimError):
+    """A buffer does not fit the activation memory left on a core."""
+
+
+class PrefillOnHbm(HpimError):
+    """The policy placed the prefill's GEMMs on HBM-PIM, which has no GEMM: such a design
+    runs the prompt token by token, as decode steps (`hpim_ir.simulate.simulate_prefill`)."""
+
+
+@dataclass
+class Section:
+    """The two streams of one section and the part each SRAM record works for (what
+    `convert-pim-to-isa` turns into an `hbm_isa.stream` and an `sram_isa.stream`)."""
+
+    name: str
+    repeat: int
+    row_stride: int
+    hbm: list[Operation] = field(default_factory=list)
+    sram: ProgramBuilder = field(default_factory=ProgramBuilder)
+    sram_parts: list[str] = field(default_factory=list)
+    sram_data: dict[int, dict] = field(default_factory=dict)  # none: no functional values yet
+
+
+class Streams:
+    """Emits into the current section's two streams, numbers buffers and tokens, and keeps
+    each core's activation memory as allocated so far (every core allocates alike)."""
+
+    def __init__(self, hw: Hardware):
+        self.hw = hw
+        self.cores = hw.sram.cores
+        self.capacity = hw.sram.activation_memory_bytes
+        self.section = Section("", 1, 0)
+        self.part = "other"
+        self.live: dict[int, int] = {}  # buffer -> bytes per core
+        self.next_buffer = 0
+        self.next_token = 0
+
+    def sram(self, op: SramOp, cores: tuple[int, int] | None = None, **fields) -> None:
+        self.section.sram.add(op, cores or (0, self.cores), **fields)
+        self.section.sram_parts.append(self.part)
+
+    def hbm(self, *ops: Operation) -> None:
+        for op in ops:
+            op.attributes["part"] = StringAttr(self.part)
+            self.section.hbm.append(op)
+
+    def token(self) -> int:
+        self.next_token += 1
+        return self.next_token - 1
+
+    def left(self) -> int:
+        """Activation-memory bytes per core not allocated."""
+        return self.capacity - sum(self.live.values())
+
+    def alloc(self, nbytes: int, what: str) -> int:
+        if nbytes > self.left():
+            raise DoesNotFit(
+                f"{what} needs {nbytes:,} bytes per core of activation memory; "
+                f"{self.left():,} of {self.capacity:,} are left"
+            )
+        number = self.next_buffer
+        self.next_buffer += 1
+        self.live[number] = nbytes
+        self.sram(SramOp.ALLOC, kind=Space.AM, dst=number, sizes=[nbytes])
+        return number
+
+    def free(self, number: int) -> None:
+        del self.live[number]
+        self.sram(SramOp.FREE, dst=number)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def stream_span(
+    op: type[hbm_isa.ReadOp | hbm_isa.WriteOp], row_base: int, offset: int, nbytes: int,
+    channels: int, hbm: HbmConfig,
+) -> tuple[list[Operation], int]:
+    """`nbytes` read (written) at byte `offset` per channel of data laid out from row
+    `row_base` over every bank of channels `[0, channels)`: the rest of a row begun, whole
+    rows, then the columns of a last partial row (a macro starts at column 0: a span that
+    begins mid-row reads as many columns from the row's start, which takes the same time);
+    and the offset after the span."""
+    per_channel = _ceil(nbytes, channels)
+    per_row = hbm.banks_per_channel * hbm.row_bytes
+    per_column = hbm.banks_per_channel * hbm.column_bytes
+    position, end = offset, offset + per_channel
+    ops: list[Operation] = []
+    while position < end:
+        row, within = divmod(position, per_row)
+        if within == 0 and end - position >= per_row:
+            rows = (end - position) // per_row
+            ops.append(op(ch_lo=0, ch_hi=channels, row=row_base + row, rows=rows, cols=hbm.columns))
+            position += rows * per_row
+        else:
+            upto = min(end, (row + 1) * per_row)
+            cols = _ceil(upto - position, per_column)
+            ops.append(op(ch_lo=0, ch_hi=channels, row=row_base + row, rows=1, cols=cols))
+            position = upto
+    return ops, end
+
+
+@dataclass(frozen=True)
+class LinearTiling:
+    """How a streamed linear is cut: `tokens x inputs . inputs x outputs` on `cores` cores;
+    a tile is `tile_inputs` input rows of `tile_outputs` output columns per core."""
+
+    tokens: int
+    inputs: int
+    outputs: int
+    cores: int
+    tile_inputs: int
+    tile_outputs: int
+
+    @property
+    def outputs_per_core(self) -> int:
+        return _ceil(self.outputs, self.cores)
+
+    def tiles(self) -> list[tuple[int, int, int]]:
+        """Per tile: input rows, output columns per core, output columns in all (the last
+        of each kind the remainder); column blocks outermost."""
+        rows_full, rows_rest = divmod(self.inputs, self.tile_inputs)
+        rows = [self.tile_inputs] * rows_full + ([rows_rest] if rows_rest else [])
+        tiles = []
+        for first in range(0, self.outputs_per_core, self.tile_outputs):
+            columns = min(self.tile_outputs, self.outputs_per_core - first)
+            total = min(self.outputs, (first + columns) * self.cores) - first * self.cores
+            tiles += [(inputs, columns, total) for inputs in rows]
+        return tiles
+
+    def gathered_bytes(self, inputs: int) -> int:
+        """Bytes a core contributes to the all-gather of `inputs` input rows' slice of X."""
+        return _ceil(self.tokens * inputs * BYTES_FP16, self.cores)
+
+    def buffer_bytes(self) -> int:
+        """Per core, both buffers of the gathered inputs and of the weight share."""
+        weight = self.tile_inputs * self.tile_outputs * BYTES_FP16
+        return 2 * (self.gathered_bytes(self.tile_inputs) * self.cores + weight)
+
+
+def linear_tiling(
+    tokens: int, inputs: int, outputs: int, cores: int, tcu: tuple[int, int], budget: int,
+    what: str,
+) -> LinearTiling:
+    """The tiling of a streamed linear whose four tile buffers fit `budget` bytes per core:
+    every output column of a core in each tile if a block of TCU rows allows it (then tiles
+    of the most TCU-row blocks that fit, at most `ceil(blocks / MIN_TILES)`), else one
+    TCU-row block of the most TCU-column blocks that fit. DoesNotFit names the weight
+    (`what`) if one block of each does not fit."""
+    rows, cols = tcu
+    per_core = _ceil(outputs, cores)
+
+    def tiling(tile_inputs: int, tile_outputs: int) -> LinearTiling:
+        return LinearTiling(
+            tokens, inputs, outputs, cores, min(tile_inputs, inputs), min(tile_outputs, per_core)
+        )
+
+    smallest = tiling(rows, cols)
+    if smallest.buffer_bytes() > budget:
+        raise DoesNotFit(
+            f"{what}: a tile of {smallest.tile_inputs} x {smallest.tile_outputs} per core at "
+            f"{tokens} tokens needs {smallest.buffer_bytes():,} bytes per core of activation "
+            f"memory (double-buffered inputs and weights); {budget:,} are left"
+        )
+    if tiling(rows, per_core).buffer_bytes() > budget:
+        fitting = budget // tiling(rows, cols).buffer_bytes()
+        return tiling(rows, fitting * cols)
+    most = max(1, _ceil(_ceil(inputs, rows), MIN_TILES))
+    fitting = max(1, min(most, budget // tiling(rows, per_core).buffer_bytes()))
+    return tiling(fitting * rows, per_core)
+
+
+def lower_streamed_linear(
+    streams: Streams, x: int, y: int, tiling: LinearTiling, placement: HbmPlacement, what: str
+) -> None:
+    """Emit the streamed linear (module docstring): `x` and `y` are the activation-memory
+    buffers of X and Y; the weight is read from its HBM `placement` (rows of layer 0)."""
+    tiles = tiling.tiles()
+    gathered = [
+        streams.alloc(
+            tiling.gathered_bytes(tiling.tile_inputs) * tiling.cores, f"{what}'s gathered inputs"
+        )
+        for _ in range(2)
+    ]
+    weights = [
+        streams.alloc(tiling.tile_inputs * tiling.tile_outputs * BYTES_FP16, f"{what}'s weight tiles")
+        for _ in range(2)
+    ]
+    ready = [streams.token() for _ in tiles]
+    free = [streams.token() if t + 2 < len(tiles) else -1 for t in range(len(tiles))]
+    offset = 0
+    for t, (inputs, columns, total) in enumerate(tiles):
+        if t >= 2:
+            streams.hbm(hbm_isa.WaitOp(tok=free[t - 2]))
+        reads, offset = stream_span(
+            hbm_isa.ReadOp, placement.row_base, offset, inputs * total * BYTES_FP16,
+            placement.channels, streams.hw.hbm,
+        )
+        streams.hbm(*reads, hbm_isa.SignalOp(tok=ready[t]))
+        buffer = t % 2
+        streams.sram(
+            SramOp.ALLGATHER, dst=gathered[buffer], src0=x, sizes=[tiling.gathered_bytes(inputs)]
+        )
+        streams.sram(SramOp.WAIT, tok=ready[t])
+        streams.sram(SramOp.LOAD, dst=weights[buffer], sizes=[inputs * columns * BYTES_FP16])
+        streams.sram(
+            SramOp.GEMM, dst=y, src0=gathered[buffer], src1=weights[buffer],
+            sizes=[tiling.tokens, columns, inputs],
+        )
+        if free[t] >= 0:
+            streams.sram(SramOp.SIGNAL, tok=free[t])
+    for number in (*gathered, *weights):
+        streams.free(number)
+
+
+# --- the prefill -----------------------------------------------------------------------------
+
+
+def _width(value: SSAValue) -> int:
+    """Features per token of a `tokens x width` tensor."""
+    return value.type.get_shape()[-1]
+
+
+def _weight_name(linear: pim.LinearOp) -> str:
+    """The weight a linear multiplies by (through the transfer bringing it to SRAM-PIM)."""
+    value = linear.weight
+    while isinstance(value.owner, pim.TransferOp):
+        value = value.owner.input
+    return value.owner.weight.string_value()
+
+
+def sram_source(value: SSAValue) -> SSAValue:
+    """The SRAM-PIM value a cache's content comes from in a prefill: the keys (values) that
+    went to the KV cache through a transfer, before RoPE or after it, as appended."""
+    while True:
+        owner = value.owner
+        if isinstance(owner, pim.TransferOp) and isinstance(owner.input.owner, pim.KVAppendOp):
+            value = owner.input.owner.value
+        elif isinstance(owner, pim.TransferOp) and owner.destination == pim.HBM:
+            value = owner.input
+        else:
+            return value
+
+
+def _readers(op: Operation) -> list[SSAValue]:
+    """The SRAM-PIM values whose buffers lowering `op` reads."""
+    if isinstance(op, pim.TransferOp) and op.destination == pim.HBM:
+        return [op.input]
+    if isinstance(op, pim.LinearOp):
+        return [op.input]
+    if isinstance(op, pim.AttentionValuesOp):
+        scores = op.probs.owner.input.owner
+        return [scores.query, sram_source(scores.keys), sram_source(op.values)]
+    if isinstance(op, pim.AttentionScoresOp | pim.SoftmaxOp | pim.YieldOp | func.ReturnOp):
+        return []
+    return [
+        v for v in op.operands
+        if pim.place_of_value(v) == pim.SRAM and not isinstance(v.owner, pim.GetWeightOp)
+    ]
+
+
+_TCU_WORK = (pim.LinearOp, pim.AttentionScoresOp, pim.AttentionValuesOp)
+"""The prefill's GEMMs: what runs on the TCUs."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Tokens `[first, first + tokens)` of the prompt."""
+
+    index: int
+    first: int
+    tokens: int
+
+
+def prompt_chunks(prompt: int, count: int) -> list[Chunk]:
+    size = _ceil(prompt, count)
+    return [
+        Chunk(i, first, min(size, prompt - first))
+        for i, first in enumerate(range(0, prompt, size))
+    ]
+
+
+class _PrefillLowering:
+    """Lowers the prefill for one chunking of the prompt."""
+
+    def __init__(self, module: ModuleOp, function: func.FuncOp, hw: Hardware, chunks: list[Chunk]):
+        self.module = module
+        self.function = function
+        self.hw = hw
+        self.streams = Streams(hw)
+        self.chunks = chunks
+        self.buffers: dict[SSAValue, int] = {}
+        self.state = self.stats = -1  # the hidden state's and the statistics' buffers
+        self.last: dict[SSAValue, int] = {}  # value -> index of its last reader in the block
+        self.index = 0  # of the op being lowered in its block
+        self.stored: dict[SSAValue, int] = {}  # a value sent to HBM -> the token of its store
+        self.deferred: list[Operation] = []  # the layer's KV-cache writes, after its reads
+        for op in function.walk():
+            if isinstance(op, _TCU_WORK) and op.place != pim.SRAM:
+                raise PrefillOnHbm(
+                    f"convert-pim-to-isa: the prefill's '{op.name}' is placed on #pim.hbm; a "
+                    "prefill is lowered with its projections and attention on SRAM-PIM only "
+                    "(policy hpim or serial)"
+                )
+        block = function.body.block
+        self.layers = next((o for o in block.ops if isinstance(o, pim.LayersOp)), None)
+        if self.layers is None:
+            raise HpimError("convert-pim-to-isa: the prefill has no pim.layers")
+        self.stride = max(
+            (
+                from_dict_attr(HbmPlacement, d.placement).layer_stride
+                for d in module.ops
+                if isinstance(d, pim.WeightOp | pim.KVCacheOp)
+                and d.placement is not None
+                and d.place == pim.HBM
+            ),
+            default=0,
+        )
+
+    # buffers ----------------------------------------------------------------------------
+
+    def share(self, width: int, tokens: int) -> int:
+        """Bytes per core of `tokens x width` FP16 split evenly over the cores."""
+        return _ceil(tokens * width, self.streams.cores) * BYTES_FP16
+
+    def new_buffer(self, value: SSAValue, nbytes: int) -> int:
+        if value not in self.buffers:
+            self.buffers[value] = self.streams.alloc(nbytes, f"'{value.owner.name}'")
+        return self.buffers[value]
+
+    # the program --------------------------------------------------------------------------
+
+    def sections(self) -> list[Section]:
+        block = self.function.body.block
+        ops = list(block.ops)
+        split = ops.index(self.layers)
+        most = max(c.tokens for c in self.chunks)
+        width = _width(self.layers.init)
+        streams = self.streams
+        out: list[Section] = []
+        for chunk in self.chunks:
+            prologue = Section(f"prologue.{chunk.index}", 1, 0)
+            streams.section = prologue
+            if chunk.index == 0:
+                # The hidden state of a chunk, and the per-token statistics norms gather:
+                # one buffer each for the whole program.
+                self.state = streams.alloc(self.share(width, most), "the hidden state")
+                self.stats = streams.alloc(8 * most * streams.cores, "the norms' statistics")
+            state = self.state
+            self.buffers = {self.layers.init: state}
+            self.lower_block(ops[:split], chunk.tokens, chunk)
+            body = Section(f"layers.{chunk.index}", self.layers.count.value.data, self.stride)
+            streams.section = body
+            layer_block = self.layers.body.block
+            self.buffers = {layer_block.args[1]: state, layer_block.last_op.operands[0]: state}
+            self.lower_block(list(layer_block.ops), chunk.tokens, chunk)
+            streams.part = "attention"  # a cache append's part
+            streams.hbm(*self.deferred)
+            self.deferred = []
+            out += [prologue, body]
+        epilogue = Section("epilogue", 1, 0)
+        streams.section = epilogue
+        self.buffers = {self.layers.result: state}
+        # Generation needs the logits of the last token only.
+        self.lower_block(ops[split + 1 :], 1, self.chunks[-1])
+        streams.part = "other"
+        streams.free(self.stats)
+        streams.free(state)
+        return [*out, epilogue]
+
+    def lower_block(self, ops: list[Operation], tokens: int, chunk: Chunk) -> None:
+        """Lower `ops` for `tokens` tokens of `chunk`, freeing each value's buffer after its
+        last reader (the hidden state stays)."""
+        last: dict[SSAValue, int] = {}
+        for index, op in enumerate(ops):
+            for value in _readers(op):
+                last[value] = index
+        self.last = last
+        for index, op in enumerate(ops):
+            self.index = index
+            self.streams.part = self.part(op)
+            self.lower(op, tokens, chunk)
+            for value in _readers(op):
+                number = self.buffers.get(value, -1)
+                if last[value] == index and number not in (-1, self.state):
+                    self.streams.free(number)
+                    del self.buffers[value]
+        for value, number in list(self.buffers.items()):
+            if number != self.state and number in self.streams.live:
+                self.streams.free(number)
+                del self.buffers[value]
+
+    def part(self, op: Operation) -> str:
+        if isinstance(op, pim.LinearOp):
+            return _PROJECTION_PARTS.get(_weight_name(op), "other")
+        if isinstance(op, pim.TransferOp):
+            producer = op.input.owner
+            return self.part(producer) if isinstance(producer, Operation) else "other"
+        if isinstance(op, pim.SignalOp | pim.WaitOp):
+            return "other"  # the pipeline's sync, if present, is not lowered (the tiles sync)
+        return part_of(op)
+
+    def lower(self, op: Operation, tokens: int, chunk: Chunk) -> None:
+        if isinstance(
+            op,
+            pim.GetWeightOp | arith.ConstantOp | func.ReturnOp | pim.YieldOp | pim.SignalOp
+            | pim.WaitOp | pim.AttentionScoresOp | pim.SoftmaxOp,
+        ):
+            return  # weights are read by their linear; scores and softmax with the values
+        if isinstance(op, pim.TransferOp):
+            return self.lower_transfer(op, tokens)
+        if isinstance(op, pim.EmbeddingOp | pim.PositionEmbeddingOp):
+            self.streams.hbm(*lower_lookup(tokens * _width(op.result), self.hw.hbm))
+            return
+        if isinstance(op, pim.KVAppendOp):
+            return self.lower_append(op, tokens, chunk)
+        if op.properties.get("place") != pim.SRAM:
+            raise HpimError(
+                f"convert-pim-to-isa: '{op.name}' on #pim.hbm in a prefill is not supported "
+                "(the prefill's projections run on SRAM-PIM)"
+            )
+        if isinstance(op, pim.LinearOp):
+            return self.lower_linear(op, tokens)
+        if isinstance(op, pim.AttentionValuesOp):
+            return self.lower_attention(op, tokens, chunk)
+        if type(op) in _VECTOR_FNS:
+            return self.lower_vector(op, _VECTOR_FNS[type(op)], tokens)
+        raise HpimError(f"convert-pim-to-isa: '{op.name}' in a prefill is not supported")
+
+    def lower_transfer(self, op: pim.TransferOp, tokens: int) -> None:
+        producer = op.input.owner
+        if isinstance(producer, pim.GetWeightOp | pim.KVAppendOp):
+            return  # a weight streams with its linear; the cache's content is on SRAM-PIM
+        streams = self.streams
+        token = streams.token()
+        share = self.share(_width(op.input), tokens)
+        if op.destination == pim.HBM:
+            streams.sram(SramOp.STORE, src0=self.buffers[op.input], sizes=[share])
+            streams.sram(SramOp.SIGNAL, tok=token)
+            self.stored[op.result] = token
+            return
+        streams.hbm(hbm_isa.SignalOp(tok=token))
+        target = self.new_buffer(op.result, share)
+        streams.sram(SramOp.WAIT, tok=token)
+        streams.sram(SramOp.LOAD, dst=target, sizes=[share])
+
+    def lower_append(self, op: pim.KVAppendOp, tokens: int, chunk: Chunk) -> None:
+        if op.place != pim.HBM:
+            raise HpimError(
+                "convert-pim-to-isa: a prefill with the KV cache resident in SRAM-PIM is not "
+                "lowered yet (compile it with kv-cache=hbm)"
+            )
+        placement = self._placement(op.cache)
+        width = _width(op.value)
+        writes, _ = stream_span(
+            hbm_isa.WriteOp, placement.row_base, chunk.first * width * BYTES_FP16 // placement.channels,
+            tokens * width * BYTES_FP16, placement.channels, self.hw.hbm,
+        )
+        self.deferred += [hbm_isa.WaitOp(tok=self.stored[op.value]), *writes]
+
+    def _placement(self, ref) -> HbmPlacement:
+        return from_dict_attr(HbmPlacement, _declaration(self.function, ref).placement)
+
+    def lower_vector(self, op: Operation, fn: VcuFn, tokens: int) -> None:
+        streams = self.streams
+        readers = _readers(op)
+        inputs = [self.buffers[v] for v in readers]
+        share = self.share(_width(op.results[0]), tokens)
+        first = readers[0]
+        if (
+            self.last[first] == self.index
+            and inputs[0] != self.state
+            and _width(first) == _width(op.results[0])
+            and op.results[0] not in self.buffers
+        ):
+            # The input's last reader: the result overwrites it in place.
+            self.buffers[op.results[0]] = self.buffers.pop(first)
+        target = self.new_buffer(op.results[0], share)
+        if isinstance(op, pim.LayerNormOp | pim.RMSNormOp):
+            # Each token's partial sums (2 x 4 B per core) combined over the NoC.
+            streams.sram(SramOp.ALLGATHER, dst=self.stats, src0=inputs[0], sizes=[8 * tokens])
+        streams.sram(
+            SramOp.VCU, kind=fn, dst=target, src0=inputs[0],
+            src1=inputs[1] if len(inputs) > 1 else -1, sizes=[share // BYTES_FP16],
+        )
+
+    def lower_linear(self, op: pim.LinearOp, tokens: int) -> None:
+        streams = self.streams
+        name = _weight_name(op)
+        inputs, outputs = _width(op.input), _width(op.result)
+        cores = streams.cores
+        out_bytes = max(tokens * _ceil(outputs, cores) * BYTES_FP16, self.share(outputs, tokens))
+        y = self.new_buffer(op.result, out_bytes)
+        tiling = linear_tiling(
+            tokens, inputs, outputs, cores, (self.hw.sram.tcu.rows, self.hw.sram.tcu.cols),
+            streams.left(), f"@{name}",
+        )
+        weight = op.weight
+        while isinstance(weight.owner, pim.TransferOp):
+            weight = weight.owner.input
+        placement = self._placement(weight.owner.weight)
+        lower_streamed_linear(streams, self.buffers[op.input], y, tiling, placement, f"@{name}")
+
+    def lower_attention(self, op: pim.AttentionValuesOp, tokens: int, chunk: Chunk) -> None:
+        """Per head of each core: q.K^T, softmax, s.V over the earlier chunks' keys, read
+        back from the KV cache in blocks that fit (each block's scores folded into the
+        running output: a rescale of it, flash-attention style), then over the chunk's own
+        keys."""
+        streams = self.streams
+        scores_op = op.probs.owner.input.owner
+        tile = from_dict_attr(AttentionTile, op.tile)
+        head_dim = _width(scores_op.query) // tile.heads
+        queries = _ceil(tokens, tile.cores_per_head)
+        query = self.buffers[scores_op.query]
+        caches = (scores_op.keys, op.values)
+        current = [self.buffers[sram_source(v)] for v in caches]
+        out_bytes = max(
+            tile.heads_per_core * queries * head_dim * BYTES_FP16,
+            self.share(_width(op.result), tokens),
+        )
+        out = self.new_buffer(op.result, out_bytes)
+        kv_bytes = _width(sram_source(op.values)) // tile.kv_heads * tile.kv_heads_per_core * BYTES_FP16
+        block = self.key_block(chunk.first, tokens, queries, kv_bytes)
+        scores = streams.alloc(
+            queries * max(block, tokens) * BYTES_FP16, "the attention scores of a head"
+        )
+        for first in range(0, chunk.first, block):
+            keys = min(block, chunk.first - first)
+            earlier = [self.read_back(v, first, keys, tile, kv_bytes) for v in caches]
+            self.heads(tile, query, earlier, scores, out, queries, keys, head_dim, rescale=first > 0)
+            for number in earlier:
+                streams.free(number)
+        self.heads(tile, query, current, scores, out, queries, tokens, head_dim, rescale=chunk.first > 0)
+        streams.free(scores)
+
+    def key_block(self, earlier: int, tokens: int, queries: int, kv_bytes: int) -> int:
+        """Earlier keys per block: all of them if they fit beside the scores, else the most
+        TCU-row multiples that do. DoesNotFit if not even one TCU row of keys does."""
+        if not earlier:
+            return 1
+        rows = self.hw.sram.tcu.rows
+        # Per key: its K and V on the core, and a score of every query.
+        per_key = 2 * kv_bytes + queries * BYTES_FP16
+        room = (self.streams.left() - queries * tokens * BYTES_FP16) // per_key
+        if room >= earlier:
+            return earlier
+        if room < rows:
+            raise DoesNotFit(
+                f"attention over {earlier} earlier keys: a block of {rows} keys needs "
+                f"{rows * per_key + queries * tokens * BYTES_FP16:,} bytes per core; "
+                f"{self.streams.left():,} are left"
+            )
+        return room // rows * rows
+
+    def heads(
+        self, tile: AttentionTile, query: int, kv: list[int], scores: int, out: int,
+        queries: int, keys: int, head_dim: int, rescale: bool,
+    ) -> None:
+        """q.K^T, softmax and s.V of each head a core runs, over `keys` keys in `kv`."""
+        cores = (0, tile.cores)
+        for _ in range(tile.heads_per_core):
+            self.streams.sram(
+                SramOp.GEMM, cores, dst=scores, src0=query, src1=kv[0],
+                sizes=[queries, keys, head_dim],
+            )
+            self.streams.sram(
+                SramOp.VCU, cores, kind=VcuFn.SOFTMAX, dst=scores, src0=scores,
+                sizes=[queries * keys],
+            )
+            if rescale:  # the running output, scaled by exp(old max - new max)
+                self.streams.sram(
+                    SramOp.VCU, cores, kind=VcuFn.MUL, dst=out, src0=out,
+                    sizes=[queries * head_dim],
+                )
+            self.streams.sram(
+                SramOp.GEMM, cores, dst=out, src0=scores, src1=kv[1],
+                sizes=[queries, head_dim, keys],
+            )
+
+    def read_back(
+        self, cache_value: SSAValue, first: int, tokens: int, tile: AttentionTile, kv_bytes: int
+    ) -> int:
+        """Positions `[first, first + tokens)` of a layer's K (V) cache, read from HBM and
+        loaded into the cores serving their heads (`kv_bytes` per position on a core)."""
+        streams = self.streams
+        append = cache_value.owner.input.owner
+        placement = self._placement(append.cache)
+        width = _width(append.value) * BYTES_FP16
+        reads, _ = stream_span(
+            hbm_isa.ReadOp, placement.row_base, first * width // placement.channels,
+            tokens * width, placement.channels, self.hw.hbm,
+        )
+        token = streams.token()
+        streams.hbm(*reads, hbm_isa.SignalOp(tok=token))
+        number = streams.alloc(
+            tokens * kv_bytes, f"the earlier chunks' {append.cache.string_value()}"
+        )
+        streams.sram(SramOp.WAIT, tok=token)
+        streams.sram(SramOp.LOAD, (0, tile.cores), dst=number, sizes=[tokens * kv_bytes])
+        return number
+
+
+def lower_prefill(module: ModuleOp, function: func.FuncOp, hw: Hardware) -> list[Section]:
+    """The sections of a prefill (module docstring), in the fewest chunks whose buffers fit
+    the activation memory. HpimError if even one token at a time does not fit."""
+    prompt = function.function_type.inputs.data[0].get_shape()[0]
+    rows = hw.sram.tcu.rows
+    # The whole prompt, else chunks that fill the TCUs' rows (multiples of them), else
+    # halves below that.
+    sizes = [prompt, *range((prompt - 1) // rows * rows, 0, -rows)]
+    sizes += [half for half in (rows >> k for k in range(1, rows.bit_length())) if half < prompt]
+    error: DoesNotFit | None = None
+    for size in sizes:
+        try:
+            chunks = prompt_chunks(prompt, _ceil(prompt, size))
+            return _PrefillLowering(module, function, hw, chunks).sections()
+        except DoesNotFit as failure:
+            error = failure
+    raise HpimError(
+        f"the prefill does not fit the SRAM-PIM activation memory even one token at a time: "
+        f"{error}"
+    ) from None

@@ -1,0 +1,160 @@
+"""`hpim eval paper`: the plan of runs, the tables (paper beside ours, deviation, why it
+differs), the files it writes, and runs that are not available."""
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpim_ir.cli import main
+from hpim_ir.evaluation import (
+    PAPER,
+    PAPER_MODELS,
+    EvalPlan,
+    Outcome,
+    Run,
+    deviation,
+    evaluate,
+    grid_table,
+    write_results,
+)
+
+TINY = EvalPlan(
+    models=("opt-125m",),
+    grid=(8, 4),
+    ianus=(8, 4),  # the same runs as the grid: `hpim` against itself must be exactly 1.00x
+    breakdown_model="opt-125m",
+    breakdown=(8, 4),
+    ablation_model="opt-125m",
+    ianus_hw="hpim",
+    cxl_hw="no-such-design",
+)
+
+
+def simulate_in_process(run: Run, cache: Path) -> Outcome:
+    """What `simulate_in_subprocess` does, in this process (fast): the CLI on `run.argv()`."""
+    out, err = io.StringIO(), io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(run.argv())
+    seconds = time.perf_counter() - started
+    if status != 0:
+        return Outcome(run, seconds, error=err.getvalue().strip().removeprefix("hpim simulate: error: "))
+    return Outcome(run, seconds, report=json.loads(out.getvalue()))
+
+
+def test_the_default_plan_is_the_papers_grid() -> None:
+    plan = EvalPlan()
+    runs = plan.runs()
+    assert len(runs) == len(set(runs))
+    # The A100 grid comes first, so its whole-process times are measured with a cold cache.
+    assert runs[: len(PAPER_MODELS)] == [Run(model, 256, 768) for model in PAPER_MODELS]
+    keys = {run.key for run in runs}
+    assert "opt-13b@hpim/256+1024" in keys  # the calibration figure
+    assert "opt-30b@ianus-like/256+512" in keys and "opt-30b@cxl-pnm-like/256+768" in keys
+    assert {"opt-13b@hpim/no-pipeline/256+768", "opt-13b@hpim/serial/256+768",
+            "opt-13b@hpim/hbm-only/256+768"} <= keys
+    # Both GPU baselines are asked of every run; no policy is forced on a design's preset.
+    argv = Run("opt-1.3b", 256, 512, hw="ianus-like").argv()
+    assert argv.count("--baseline") == 2 and "--policy" not in argv
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("eval")
+    seen = []
+    outcomes = evaluate(TINY, simulate_in_process, progress=seen.append)
+    assert seen == TINY.runs()
+    write_results(outcomes, TINY, out, "hpim eval paper --out DIR (tiny)")
+    return out, outcomes
+
+
+def test_tiny_grid_writes_markdown_json_and_plots(tiny_results) -> None:
+    out, outcomes = tiny_results
+    markdown = (out / "paper.md").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"command", "paper", "tables", "runs"}
+    assert set(results["tables"]) == {"speedup_a100", "pim_designs", "breakdown", "ablation"}
+    assert set(results["runs"]) == {run.key for run in TINY.runs()}
+    for table in results["tables"].values():
+        assert all(len(row) == len(table["columns"]) for row in table["rows"])
+    assert results["tables"]["speedup_a100"]["columns"][-1] == "why it differs"
+    assert "CALIBRATION FIGURE" in markdown and "hpim eval paper --out DIR (tiny)" in markdown
+    for plot in ("speedup_a100.png", "breakdown.png", "ablation.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG")
+    # The grid row's speedups are the GPU totals over ours, from the same report.
+    report = outcomes[TINY.grid_run("opt-125m").key].report
+    a100 = next(b for b in report["baselines"] if b["name"] == "a100")
+    row = results["tables"]["speedup_a100"]["values"][0]
+    assert row["ours"]["a100"] == pytest.approx(a100["total_ms"] / report["total_ms"])
+
+
+def test_a_design_that_does_not_exist_is_not_available_not_a_number(tiny_results) -> None:
+    out, _ = tiny_results
+    rows = json.loads((out / "results.json").read_text())["tables"]["pim_designs"]["rows"]
+    model_row = rows[0]
+    assert model_row[1] == "1.00x"  # `hpim` against itself (TINY.ianus_hw)
+    assert model_row[2].startswith("not available: unknown hardware 'no-such-design'")
+    assert "ours not available" in rows[-1][2]
+
+
+def test_breakdown_of_another_model_says_the_papers_figure_is_opt_13b(tiny_results) -> None:
+    out, _ = tiny_results
+    rows = json.loads((out / "results.json").read_text())["tables"]["breakdown"]["rows"]
+    # opt-125m's parts are far below OPT-13B's: every row is > 30% off and says why.
+    assert all("opt-13b's" in row[-1] for row in rows[:4])
+
+
+def _fake_report(model: str, speedup: dict[str, float]) -> dict:
+    """A `hpim simulate --json` report whose GPU totals are `speedup` x ours."""
+    ours = 1000.0
+    return {
+        "model": model, "prefill_ms": 100.0, "decode_ms_per_token": 1.0, "total_ms": ours,
+        "generate": 900, "tokens_per_s": 900.0,
+        "baselines": [
+            {"name": name, "total_ms": ours * value, "prefill_ms": 50.0,
+             "decode_ms_per_token": value} for name, value in speedup.items()
+        ],
+    }
+
+
+def test_why_it_differs_appears_exactly_beyond_thirty_percent() -> None:
+    plan = EvalPlan(models=("opt-6.7b", "opt-13b"), breakdown_model="opt-6.7b")
+    # OPT-6.7B: paper 3.1x; 3.1 x 1.29 = +29% and 3.1 x 0.71 = -29%: both within 30%.
+    # OPT-13B: paper 2.4x; 2.4 x 1.5 = +50% against a100-eager: needs a why.
+    speedups = {"opt-6.7b": {"a100": 3.1 * 1.29, "a100-eager": 3.1 * 0.71},
+                "opt-13b": {"a100": 2.4, "a100-eager": 2.4 * 1.5}}
+    outcomes = {}
+    for model, speedup in speedups.items():
+        run = plan.grid_run(model)
+        outcomes[run.key] = Outcome(run, 1.0, report=_fake_report(model, speedup))
+    breakdown = plan.breakdown_run()
+    outcomes.setdefault(breakdown.key, Outcome(breakdown, 1.0, error="not run"))
+    table = grid_table(outcomes, plan)
+    rows = {row[0]: row for row in table.rows}
+    assert rows["opt-6.7b"][3] == "+29%" and rows["opt-6.7b"][5] == "-29%"
+    assert rows["opt-6.7b"][-1] == ""
+    assert rows["opt-13b"][5] == "+50%" and "decode" in rows["opt-13b"][-1]
+    # The average of the two a100 speedups: (3.999 + 2.4) / 2 = 3.1995 against 6.2: -48%.
+    assert rows["average of the six"][3] == "-48%" and rows["average of the six"][-1]
+
+
+def test_deviation_is_relative_to_the_paper() -> None:
+    assert deviation(3.0, 2.4) == pytest.approx(25.0)
+    assert deviation(PAPER["speedup_a100_peak"], PAPER["speedup_a100_peak"]) == 0.0
+
+
+def test_eval_cli_rejects_an_unwritable_out(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "hpim_ir", "eval", "paper", "--out", str(blocker / "sub")],
+        check=False, capture_output=True, text=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("hpim eval: error: --out ") and "Traceback" not in done.stderr

@@ -1,0 +1,262 @@
+"""The prefill lowered to the ISA (`hpim_ir.passes.lower_sram_linear`) and simulated: the
+streamed linear's tiles, bytes and sync, the chunking, capacity errors, the simulated time
+against the analytic roofline, and `hpim simulate --json` end to end."""
+
+import json
+from dataclasses import replace
+
+import pytest
+from xdsl.context import Context
+
+from hpim_ir import import_model
+from hpim_ir.cli import main
+from hpim_ir.dialects import hbm_isa, sram_isa
+from hpim_ir.errors import HpimError
+from hpim_ir.frontend import load_config
+from hpim_ir.hardware import load_hardware
+from hpim_ir.passes.hpim_lower import HpimLowerPass
+from hpim_ir.passes.lower_sram_linear import (
+    DoesNotFit,
+    LinearTiling,
+    Section,
+    Streams,
+    linear_tiling,
+    lower_streamed_linear,
+    prompt_chunks,
+)
+from hpim_ir.passes.pim_tile_hbm import HbmPlacement
+from hpim_ir.sim.program import MachineProgram
+from hpim_ir.sim.sram.program import SramOp
+from hpim_ir.simulate import (
+    CompileOptions,
+    measure_prefill,
+    measure_step,
+    prefill_estimate,
+    simulate_prefill,
+)
+
+HW = load_hardware("hpim")
+TCU = (HW.sram.tcu.rows, HW.sram.tcu.cols)
+
+
+def test_tiling_by_hand() -> None:
+    # 128 tokens, 4096 x 4096 on 32 cores: a core computes 128 output columns. One block of
+    # 64 input rows needs, per core, 2 x (gathered 128*64*2/32 = 512 B from each of 32 cores
+    # = 16384 B) + 2 x (weight 64 x 128 x 2 = 16384 B) = 65536 B. A budget of 200000 B holds
+    # 3 blocks (196608 B): tiles of 192 rows, ceil(4096 / 192) = 22 of them (the last 64).
+    tiling = linear_tiling(128, 4096, 4096, 32, TCU, 200_000, "@w")
+    assert (tiling.tile_inputs, tiling.tile_outputs) == (192, 128)
+    tiles = tiling.tiles()
+    assert len(tiles) == 22 and tiles[-1] == (4096 - 21 * 192, 128, 4096)
+    # A budget of 20 blocks is capped at a quarter of the 64 blocks of K: 16 blocks.
+    assert linear_tiling(128, 4096, 4096, 32, TCU, 20 * 65536, "@w").tile_inputs == 16 * 64
+
+
+def test_wide_outputs_are_cut_into_column_blocks() -> None:
+    # The LM head of a 50272-word vocabulary for one token: 1571 columns per core. A 64-row
+    # tile of all of them needs 2 x (64 x 1571 x 2) B of weights alone (> 300 KB); a budget
+    # of 100000 B takes blocks of 64 x 64 (2 x (4 B x 32 + 8192 B) = 16640 B each): 6 of
+    # them, 384 columns per core per tile.
+    tiling = linear_tiling(1, 768, 50272, 32, TCU, 100_000, "@lm")
+    assert (tiling.tile_inputs, tiling.tile_outputs) == (64, 384)
+    tiles = tiling.tiles()
+    blocks = -(-1571 // 384)
+    assert len(tiles) == blocks * (768 // 64)
+    assert sum(total for _, _, total in tiles) == 50272 * (768 // 64)
+
+
+def test_a_tile_that_cannot_fit_names_the_weight() -> None:
+    # The smallest tile, 64 input rows x 64 of a core's 96 columns at 16 tokens: gathered
+    # inputs 16 x 64 x 2 / 32 = 64 B from each of 32 cores (2048 B), weights 64 x 64 x 2 =
+    # 8192 B, both double-buffered: 20480 B.
+    with pytest.raises(DoesNotFit, match=r"@fc1: a tile of 64 x 64 per core at 16 tokens needs 20,480"):
+        linear_tiling(16, 768, 3072, 32, TCU, 1000, "@fc1")
+
+
+def _streamed(tiling: LinearTiling) -> Section:
+    streams = Streams(HW)
+    streams.section = Section("s", 1, 0)
+    x = streams.alloc(4096, "x")
+    y = streams.alloc(4096, "y")
+    placement = HbmPlacement(row_base=7, rows=100, layer_stride=0, channels=HW.hbm.total_channels)
+    lower_streamed_linear(streams, x, y, tiling, placement, "@w")
+    return streams.section
+
+
+def _bytes_read(ops) -> int:
+    hbm = HW.hbm
+    return sum(
+        op.rows.value.data * op.cols.value.data * hbm.column_bytes * hbm.banks_per_channel
+        * (op.ch_hi.value.data - op.ch_lo.value.data)
+        for op in ops if isinstance(op, hbm_isa.ReadOp)
+    )
+
+
+@pytest.mark.parametrize("tokens, inputs, outputs", [(128, 4096, 4096), (1, 768, 3072), (40, 1000, 700)])
+def test_streamed_linear_reads_the_weight_once_in_synchronized_tiles(tokens, inputs, outputs) -> None:
+    tiling = linear_tiling(tokens, inputs, outputs, 32, TCU, 200_000, "@w")
+    section = _streamed(tiling)
+    tiles = len(tiling.tiles())
+    records = section.sram.build().records
+    ops = records["op"].tolist()
+    assert ops.count(SramOp.GEMM) == tiles == ops.count(SramOp.LOAD) == ops.count(SramOp.WAIT)
+    # Every input row of every output column block is multiplied once.
+    gemm = records[records["op"] == SramOp.GEMM]
+    assert sum(gemm["b2"]) == inputs * -(-tiling.outputs_per_core // tiling.tile_outputs)
+    # The reads cover the weight, at most one column of every bank of every channel over
+    # it per tile (a tile's last partial row is read in whole columns).
+    weight = inputs * outputs * 2
+    slack = tiles * HW.hbm.total_channels * HW.hbm.banks_per_channel * HW.hbm.column_bytes
+    assert weight <= _bytes_read(section.hbm) < weight + slack
+    # Double buffering: HBM-PIM reads tile t >= 2 only after the cores freed tile t - 2.
+    signals = records["tok"][records["op"] == SramOp.SIGNAL].tolist()
+    waits = [op.tok.value.data for op in section.hbm if isinstance(op, hbm_isa.WaitOp)]
+    assert waits == signals and len(waits) == max(0, tiles - 2)
+
+
+def test_prompt_chunks_cover_the_prompt() -> None:
+    chunks = prompt_chunks(10, 3)
+    assert [(c.first, c.tokens) for c in chunks] == [(0, 4), (4, 4), (8, 2)]
+
+
+def _lowered(model: str, prompt: int, hw: str = "hpim"):
+    module = import_model(model, phase="prefill", prompt=prompt)
+    HpimLowerPass(hw=hw).apply(Context(), module)
+    return module
+
+
+def test_prefill_program_shape() -> None:
+    module = _lowered("opt-125m", 32)
+    streams = [op for op in module.ops if isinstance(op, hbm_isa.StreamOp | sram_isa.StreamOp)]
+    names = [s.section.data for s in streams]
+    assert names == ["prologue.0"] * 2 + ["layers.0"] * 2 + ["epilogue"] * 2
+    layers = next(s for s in streams if isinstance(s, hbm_isa.StreamOp) and s.section.data == "layers.0")
+    assert layers.repeat_count == 12
+    # The layer's weights are read once per layer: q, k, v, o (768 x 768), fc1, fc2; each
+    # read rounds up to whole columns of every bank of every channel.
+    config = load_config("opt-125m")
+    weights = 2 * (4 * config.hidden**2 + 2 * config.hidden * config.ffn)
+    reads = sum(isinstance(op, hbm_isa.ReadOp) for op in layers.body.block.ops)
+    column = HW.hbm.total_channels * HW.hbm.banks_per_channel * HW.hbm.column_bytes
+    assert weights <= _bytes_read(layers.body.block.ops) < weights + reads * column
+    # The chunk's K and V are written to the cache in HBM.
+    assert sum(isinstance(op, hbm_isa.WriteOp) for op in layers.body.block.ops) == 2
+
+
+def test_prefill_in_chunks_when_activations_do_not_fit() -> None:
+    # OPT-6.7B at 256 tokens: the FFN's 256 x 16384 activations alone are 256 KiB per core,
+    # with the hidden state, the residual and the norm's output more than the 384 KiB.
+    module = _lowered("opt-6.7b", 256)
+    names = [op.section.data for op in module.ops if isinstance(op, sram_isa.StreamOp)]
+    assert names == ["prologue.0", "layers.0", "prologue.1", "layers.1", "epilogue"]
+
+
+def test_unsupported_prefills_are_errors() -> None:
+    module = import_model("opt-125m", phase="prefill", prompt=8)
+    with pytest.raises(HpimError, match="prefill's 'pim.linear' is placed on #pim.hbm"):
+        HpimLowerPass(policy="hbm-only").apply(Context(), module)
+
+
+def test_capacity_error_through_the_cli(tmp_path, capsys) -> None:
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text('extends = "hpim"\nname = "tiny-am"\n[sram]\nactivation_memory_bytes = 8192\n')
+    assert main(["compile", "opt-125m", "--phase", "prefill", "--prompt", "4", "--hw", str(tiny)]) != 0
+    err = capsys.readouterr().err
+    assert "does not fit the SRAM-PIM activation memory even one token at a time" in err
+    assert "Traceback" not in err
+
+
+def _simulated_ms(model: str, prompt: int, exact: bool = False) -> float:
+    return simulate_prefill(CompileOptions(model), prompt, HW, use_cache=False, exact=exact).ns / 1e6
+
+
+def test_simulated_prefill_is_never_faster_than_the_roofline() -> None:
+    # The roofline counts only TCU peak compute and weight bytes over the link, and less
+    # attention work (the causal triangle) than the blocks the TCUs compute; the simulation
+    # adds the NoC all-gathers, fills and drains, and chunking. Stated bound: within 10x.
+    config = load_config("opt-125m")
+    for prompt in (16, 128):
+        simulated = _simulated_ms("opt-125m", prompt)
+        roofline = prefill_estimate(config, HW, prompt).ms
+        assert roofline <= simulated < 10 * roofline
+
+
+def test_layer_extrapolation_matches_the_full_simulation() -> None:
+    module = _lowered("opt-125m", 64)
+    program = MachineProgram.from_module(module)
+    layers = load_config("opt-125m").layers
+    exact = measure_prefill(program, HW, layers, exact=True)
+    sampled = measure_prefill(program, HW, layers)
+    assert sampled.ns == pytest.approx(exact.ns, rel=0.01)
+    for part, ns in exact.parts_ns.items():
+        assert sampled.parts_ns[part] == pytest.approx(ns, rel=0.02, abs=1000.0)
+
+
+@pytest.mark.slow
+def test_prefill_time_scales_about_linearly_for_long_prompts() -> None:
+    # The projections dominate and grow linearly with the prompt; attention grows
+    # quadratically but is a small share: doubling 512 -> 1024 tokens costs 1.8x to 2.6x.
+    short, long = _simulated_ms("opt-125m", 512), _simulated_ms("opt-125m", 1024)
+    assert 1.8 < long / short < 2.6
+
+
+@pytest.mark.slow
+def test_hpim_simulate_reports_the_simulated_prefill(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HPIM_CACHE_DIR", str(tmp_path))
+    argv = ["simulate", "opt-125m", "--prompt", "32", "--generate", "4", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prefill_ms"] == pytest.approx(_simulated_ms("opt-125m", 32))
+    assert report["prefill_ms"] >= prefill_estimate(load_config("opt-125m"), HW, 32).ms
+    parts = report["breakdown"]["prefill"]
+    assert set(parts) == {"qkv", "attention", "attention_proj", "ffn", "other"}
+    assert parts["ffn"] > parts["attention"] > 0
+    # Cached: the second run compiles nothing and reports the same prefill.
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["prefill_ms"] == report["prefill_ms"]
+
+
+def test_prefill_cache_key_includes_the_prompt() -> None:
+    from hpim_ir.simulate import cache_key
+
+    options = CompileOptions("opt-125m")
+    keys = {cache_key(options), cache_key(options, "prefill", 32), cache_key(options, "prefill", 64)}
+    assert len(keys) == 3
+    assert cache_key(replace(options)) == cache_key(options)
+
+
+@pytest.mark.slow
+def test_small_activation_memory_chunks_the_prompt_and_blocks_the_keys(tmp_path) -> None:
+    # 64 KiB of activation memory per core: OPT-125M's 256-token prompt runs in chunks, the
+    # later chunks read the earlier keys back in blocks (each block after the first, and
+    # the chunk's own keys after earlier ones, rescale the running output: a `vcu mul`),
+    # and the simulator's own capacity check accepts every buffer the lowering allocates.
+    small = tmp_path / "small.toml"
+    small.write_text('extends = "hpim"\nname = "small-am"\n[sram]\nactivation_memory_bytes = 65536\n')
+    module = _lowered("opt-125m", 256, hw=str(small))
+    layers = [op for op in module.ops if isinstance(op, sram_isa.StreamOp) and op.section.data.startswith("layers.")]
+    assert len(layers) > 1
+    last = list(layers[-1].body.block.ops)
+    rescales = [op for op in last if isinstance(op, sram_isa.VcuOp) and op.kind.data == "mul"]
+    assert len(rescales) > 1
+    hw = load_hardware(str(small))
+    measured = measure_prefill(MachineProgram.from_module(module), hw, load_config("opt-125m").layers)
+    assert measured.ns > 0
+
+
+def test_a_prefill_on_hbm_pim_runs_token_by_token() -> None:
+    # hbm-only places the prefill's projections on HBM-PIM, which has no GEMM: the prompt
+    # runs as decode steps at contexts 0 .. 15, 8 of them simulated and the rest
+    # interpolated (within 2 % of simulating all 16).
+    from hpim_ir.simulate import compile_decode_step
+
+    options = CompileOptions("opt-125m", policy="hbm-only", max_context=64)
+    module, _ = compile_decode_step(options, use_cache=False)
+    program = MachineProgram.from_module(module)
+    with pytest.raises(HpimError, match="placed on #pim.hbm"):
+        simulate_prefill(options, 16, HW, use_cache=False)
+    sampled = simulate_prefill(options, 16, HW, use_cache=False, decode_program=program)
+    exact = simulate_prefill(options, 16, HW, use_cache=False, exact=True, decode_program=program)
+    assert sampled.ns == pytest.approx(exact.ns, rel=0.02)
+    one_step = measure_step(program, HW, 0).ns
+    assert exact.ns >= 16 * one_step  # a step attends to more keys as the context grows
