@@ -662,6 +662,27 @@ def _head_slice(role: str, tile: AttentionTile, head_dim: int) -> dict:
     return {"mul": tile.heads_per_core, "div": div, "unit": head_dim}
 
 
+def _require_tiles_and_sync(module: ModuleOp, tokens: dict[int, pim.TransferOp]) -> None:
+    """The passes before this one ran: every HBM GEMV has its `pim-tile-hbm` tile, every
+    attention op on SRAM-PIM its `pim-tile-sram` tile, every transfer its
+    `pim-insert-pipeline` signal (`tokens`). Otherwise one message naming the missing pass."""
+    attention = (pim.KVAppendOp, pim.AttentionScoresOp, pim.SoftmaxOp, pim.AttentionValuesOp)
+    synced = {id(transfer) for transfer in tokens.values()}
+    for op in module.walk():
+        if isinstance(op, pim.LinearOp) and op.place == pim.HBM and op.tile is None:
+            missing = "a pim.linear on #pim.hbm has no tile; run pim-tile-hbm"
+        elif isinstance(op, attention) and op.place == pim.SRAM and op.tile is None:
+            missing = f"'{op.name}' on #pim.sram has no tile; run pim-tile-sram"
+        elif isinstance(op, pim.TransferOp) and id(op) not in synced:
+            missing = (
+                "a pim.transfer has no pim.signal after it; run pim-schedule and "
+                "pim-insert-pipeline"
+            )
+        else:
+            continue
+        raise HpimError(f"convert-pim-to-isa: {missing} first")
+
+
 def _elements_of_share(share: int | Affine) -> int | Affine:
     """FP16 elements in a share of bytes."""
     if isinstance(share, Affine):
@@ -688,12 +709,13 @@ class ConvertPimToIsaPass(ModulePass):
     `gemv` on each channel range, then `readout`; a K/V GEMV the SRAM side waits for per piece
     raises its token after each piece. An embedding lookup reads the token's row out.
     SRAM-PIM: values split over the cores live in activation-memory buffers; a value arriving
-    from HBM-PIM is `wait` + `load` per piece, one leaving is `store` + `signal`; vector ops
-    are `vcu` functions (norms first combine their statistics with an all-gather); K is
-    transposed and written as a K^T column of the resident cache, V as a row; q.K^T and s.V
-    are `mvm`s on the cache's PIM buffer, one per head a core runs, sized by the symbolic
-    context (`ctx + 1` keys); a head split over cores all-gathers its softmax statistics and
-    reduces its partial outputs.
+    from HBM-PIM is one `load` per piece, each after the `wait`s for the pieces that hold
+    the rows it brings to any core (a channel computing two heads delivers the second in its
+    last pieces), one leaving is `store` + `signal`; vector ops are `vcu` functions (norms
+    first combine their statistics with an all-gather); K is transposed and written as a
+    K^T column of the resident cache, V as a row; q.K^T and s.V are `mvm`s on the cache's
+    PIM buffer, one per head a core runs, sized by the symbolic context (`ctx + 1` keys); a
+    head split over cores all-gathers its softmax statistics and reduces its partial outputs.
 
     What each instruction computes on is recorded for functional execution: a decode step's
     instructions carry a `data` attribute (which weight rows a `gemv` multiplies, which slice
@@ -705,8 +727,9 @@ class ConvertPimToIsaPass(ModulePass):
     - `hw` (default `hpim`): hardware preset or TOML file.
 
     A KV cache in HBM: HBM-PIM writes the step's K and V rows at the end of the cache and
-    reads the whole context out (a `read` whose row count grows with `ctx`), and SRAM-PIM
-    streams it through its macros (`stream_mvm`) instead of multiplying a resident matrix.
+    reads the cached context out (a `read` whose row count grows with `ctx`, none at context
+    0), and SRAM-PIM streams it and the step's own K/V (`ctx + 1` keys) through its macros
+    (`stream_mvm`) instead of multiplying a resident matrix.
 
     Attention in HBM-PIM (`hbm-only`): q.K^T and s.V run in the bank PUs beside the cache
     (`load_gb` + a `gemv` whose rows grow with `ctx`, then `readout`); the softmax runs on
@@ -743,6 +766,7 @@ class ConvertPimToIsaPass(ModulePass):
                 for signal in op.walk()
                 if isinstance(signal, pim.SignalOp)
             }
+            _require_tiles_and_sync(op, tokens)
             sections = self.sections(function, op, hw, tokens)
         for child in list(op.ops):
             child.detach()

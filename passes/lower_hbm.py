@@ -164,13 +164,14 @@ def lower_cache_append(
     tokens: list[int] | None = None,
 ) -> list[Operation]:
     """A KV cache in HBM: the step's K (or V) row, `values` FP16 spread over the cache's
-    channels, written at the end of the cache; then the whole context (the new token
-    included) read out towards the SRAM-PIM cores if they compute the attention
-    (`read_context`; attention in HBM-PIM reads the cache in place): `ceil(ctx * bytes /
-    (banks x stripe))`
-    rows of every bank, bound per step (`ctx` is the symbolic context length). Rows are layer
-    0's; the cache is laid out layer-major with the weights, so the section's `row_stride`
-    moves them to each layer's."""
+    channels, written at the end of the cache; then, if the SRAM-PIM cores compute the
+    attention (`read_context`; attention in HBM-PIM reads the cache in place), the cached
+    context read out towards them: `ceil(ctx * bytes / (banks x stripe))` stripes of every
+    bank, bound per step (`ctx` is the symbolic context length), none at context 0. The cores
+    stream `ctx + 1` keys (values): the cached ones and the step's own, which the controller
+    forwards from the GEMV's readout it writes, so it is not read back. Rows are layer 0's;
+    the cache is laid out layer-major with the weights, so the section's `row_stride` moves
+    them to each layer's."""
     channels = placement.channels
     per_token = -(-values * BYTES_FP16 // channels)
     rows, cols = _stream_rows(per_token, hbm)

@@ -71,12 +71,12 @@ def _start_of_stage(block: Block, place: pim.PlaceAttr, consumer: Operation) -> 
     if STAGE not in consumer.properties:
         return consumer
     stage = stage_of(consumer)
-    return next(
-        op
-        for op in block.ops
-        if op is consumer
-        or (STAGE in op.properties and stage_of(op) == stage and op.properties.get("place") == place)
-    )
+
+    def starts(op: Operation) -> bool:
+        placed_here = op.properties.get("place") == place
+        return placed_here and STAGE in op.properties and stage_of(op) == stage
+
+    return next(op for op in block.ops if op is consumer or starts(op))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ been produced, and, if the other subsystem produced it, a token that subsystem r
 producing it must have been waited for by the reader. Otherwise the read is an error (the
 hardware could run it before the value exists), never a stale value.
 
-Arithmetic: products of two FP16 values are rounded to FP16 (the multipliers), sums
+Arithmetic: a product of two FP16 values is exact in FP32 (22 significant bits), sums
 accumulate in FP32, every stored result (readout, buffers, caches) is FP16; vector functions
 compute in FP32 (`kernels.py`) from FP16 operands.
 """

@@ -41,10 +41,12 @@
 // CHECK-NOT: {{[ "]pim\.}}
 
 // A KV cache in HBM (OPT-30B): HBM-PIM appends the token's K (7168 x 2 B over 64 channels:
-// 224 B, one column of every bank) and reads the whole context back, 224 B per token and
+// 224 B, one column of every bank) and reads the cached context back, 224 B per token and
 // channel in stripes of 64 banks x 8 columns x 32 B = 16 KiB, in 4 pieces of
-// ceil(7 ctx / 2048) stripes, raising a token per piece. SRAM-PIM streams each piece through
-// its macros as it arrives; OPT-30B's 56 heads run in two phases on 28 cores.
+// ceil(7 ctx / 2048) stripes (none at ctx 0), raising a token per piece. SRAM-PIM streams
+// each piece through its macros as it arrives, ctx + 1 keys in all: the step's own K comes
+// with the last piece from the GEMV's readout, not from the cache; OPT-30B's 56 heads run in
+// two phases on 28 cores.
 // KVHBM-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 48 : i64, row_stride = 342 : i64}
 // KVHBM: hbm_isa.write ch 0 to 64 row 328 rows 1 cols 1
 // KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 2048

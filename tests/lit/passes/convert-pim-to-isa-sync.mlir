@@ -1,4 +1,6 @@
 // RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim{kv-cache=sram},pim-tile-hbm,pim-tile-sram{max-context=8},pim-schedule,pim-insert-pipeline,convert-pim-to-isa' | filecheck %s
+// RUN: hpim import opt-125m | not hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-tile-sram{max-context=64},convert-pim-to-isa' 2>&1 | filecheck %s --check-prefix=NOSYNC
+// RUN: hpim import opt-125m | not hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-schedule,pim-insert-pipeline,convert-pim-to-isa' 2>&1 | filecheck %s --check-prefix=NOTILE
 
 // K and V sent in pieces to a KV cache resident in SRAM-PIM. OPT-30B on `hpim`: 56 heads of
 // 128 on 56 channels of 64 banks, so a channel's head is 2 output groups and K crosses in
@@ -18,3 +20,7 @@
 // CHECK-NEXT: sram_isa.load cores 0 to 28 dst [[KB]] bytes 256 {{.*}}data = {src = "[[K]]", piece = 1 : i64, pieces = 2 : i64}
 // CHECK-NEXT: sram_isa.alloc
 // CHECK-NEXT: sram_isa.transpose cores 0 to 28 {{.*}} src0 [[KB]]
+
+// The lowering needs the passes before it, and says which one is missing.
+// NOSYNC: convert-pim-to-isa: a pim.transfer has no pim.signal after it; run pim-schedule and pim-insert-pipeline first
+// NOTILE: convert-pim-to-isa: 'pim.kv_append' on #pim.sram has no tile; run pim-tile-sram first
