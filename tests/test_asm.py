@@ -15,6 +15,8 @@ import re
 
 import numpy as np
 import pytest
+from hpim_ir.dialects import hbm_isa
+from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram, Section
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from xdsl.context import Context
@@ -31,9 +33,8 @@ from hpim_ir.asm import (
 )
 from hpim_ir.asm.reader import _fast_records
 from hpim_ir.asm.syntax import HBM_INSTRUCTIONS, MAX_VALUE, ChannelForm
-from hpim_ir.dialects import hbm_isa
 from hpim_ir.errors import HpimError
-from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram, Section
+from tests.asm_support import assert_line_4_error
 
 # --- generators ----------------------------------------------------------------------------
 
@@ -222,12 +223,7 @@ def test_corruptions_give_the_same_outcome_on_both_paths(case, data) -> None:
 )
 def test_errors_name_line_column_found_and_expected(line: str, column: int, message: str) -> None:
     text = "# header\n\nhbm.barrier\n" + line + "\nhbm.barrier\n"
-    for read in (read_asm, read_asm_reference):
-        with pytest.raises(HpimError) as error:
-            read(text, "k.hpimasm")
-        first, source, caret = str(error.value).split("\n")
-        assert first == f"k.hpimasm:4:{column}: {message}"
-        assert source.strip() == line.strip() and len(caret.rstrip()) - 4 == column
+    assert_line_4_error(text, line, column, message)
 
 
 def test_the_first_bad_line_is_reported() -> None:

@@ -45,6 +45,7 @@ from hpim_ir.errors import HpimError
 from hpim_ir.hardware import load_hardware
 from hpim_ir.opt import parse_module_text
 from hpim_ir.simulate import CompileOptions, compile_decode_step
+from tests.asm_support import assert_line_4_error
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "attention_head.mlir"
 
@@ -299,12 +300,7 @@ def test_lines_join_the_stream_of_their_prefix_in_each_section() -> None:
 )
 def test_sram_errors_name_line_column_found_and_expected(line, column, message) -> None:
     text = "# header\nsram.barrier\nhbm.barrier\n" + line + "\nsram.barrier\n"
-    for read in (read_asm, read_asm_reference):
-        with pytest.raises(HpimError) as error:
-            read(text, "k.hpimasm")
-        first, source, caret = str(error.value).split("\n")
-        assert first == f"k.hpimasm:4:{column}: {message}"
-        assert source.strip() == line.strip() and len(caret.rstrip()) - 4 == column
+    assert_line_4_error(text, line, column, message)
 
 
 def test_a_part_assembly_cannot_spell_is_an_error() -> None:
