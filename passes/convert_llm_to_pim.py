@@ -54,6 +54,30 @@ class HbmOnlyPolicy(Policy):
         return pim.HBM if kind in ("gemv", "gemm") else pim.SRAM
 
 
+@dataclass(frozen=True)
+class AttAccPolicy(Policy):
+    """AttAcc (ASPLOS'24) at batch 1: a GPU runs the FC layers with their weights streamed
+    from its memory, the attention products (q.K^T, s.V) run in the HBM-PIM banks beside
+    the KV cache (kept in HBM), as `hbm-only` does. Every linear (decode GEMV or prefill GEMM)
+    and every nonlinear op is on SRAM-PIM, i.e. the GPU (`[sram]`), its weight read from HBM
+    over the link (`lower_streamed_linear`)."""
+
+    def place(self, op: Operation, kind: str, tokens: int) -> pim.PlaceAttr:
+        attention = isinstance(op, (llm.AttentionScoresBase, llm.AttentionValuesBase))
+        return pim.HBM if attention and tokens == 1 else pim.SRAM
+
+
+@dataclass(frozen=True)
+class NearMemoryPolicy(Policy):
+    """A near-memory processor (CXL-PNM, HPCA'24): one engine beside the memory controller
+    computes everything. Every op runs on SRAM-PIM (the engine, `[sram]`); the weights and
+    the KV cache stay in the memory (`[hbm]`, whose bank PUs are not used) and stream to the
+    engine over `[link]` (the memory's bandwidth) every token."""
+
+    def place(self, op: Operation, kind: str, tokens: int) -> pim.PlaceAttr:
+        return pim.SRAM
+
+
 POLICIES: dict[str, Policy] = {}
 
 
@@ -75,6 +99,18 @@ register_policy(
 )
 register_policy(
     HbmOnlyPolicy("hbm-only", "all GEMV/GEMM work on HBM-PIM (AttAcc-style)", kv_cache="hbm")
+)
+register_policy(
+    AttAccPolicy(
+        "attacc", "FC layers on the compute side with streamed weights, attention in HBM-PIM "
+        "beside the KV cache (AttAcc-style)", kv_cache="hbm",
+    )
+)
+register_policy(
+    NearMemoryPolicy(
+        "pnm", "everything on the compute side, weights and KV cache streamed from memory "
+        "(CXL-PNM-style)", kv_cache="hbm",
+    )
 )
 
 
@@ -216,7 +252,10 @@ class ConvertLlmToPimPass(ModulePass):
       prefill on SRAM-PIM; decode GEMVs on HBM-PIM, attention and nonlinear ops on SRAM-PIM),
       `serial` (the same placement, no overlap between subsystems, IANUS-style: the
       `ianus-like` preset's default, docs/designs.md), `hbm-only`
-      (all GEMV/GEMM work on HBM-PIM, attention included, AttAcc-style).
+      (all GEMV/GEMM work on HBM-PIM, attention included, AttAcc-style), `attacc` (every
+      linear on SRAM-PIM with its weight streamed from HBM, decode attention in HBM-PIM:
+      the `attacc-like` preset's default), `pnm` (every op on SRAM-PIM, weights and KV
+      cache streamed: the `cxl-pnm-like` preset's default).
     - `kv-cache` (default: the policy's): `sram` (resident in SRAM-PIM) or `hbm` (stored in HBM
       and streamed to the cores each token). A policy that computes attention in HBM-PIM
       (`hbm-only`) needs `hbm`: `sram` is an error naming both.

@@ -82,7 +82,7 @@ def part_of(op: Operation) -> str:
     if isinstance(op, pim.WaitOp):
         return part_of(op.next_op)
     if isinstance(op, pim.LinearOp):
-        return _PROJECTION_PARTS.get(op.weight.owner.weight.string_value(), "other")
+        return _PROJECTION_PARTS.get(weight_name(op), "other")
     if isinstance(
         op, (pim.KVAppendOp, pim.AttentionScoresOp, pim.SoftmaxOp, pim.AttentionValuesOp, pim.RoPEOp)
     ):
@@ -90,6 +90,21 @@ def part_of(op: Operation) -> str:
     if isinstance(op, (pim.ReluOp, pim.GeluOp, pim.SiluOp, pim.MulOp)):
         return "ffn"
     return "other"
+
+
+def weight_source(linear: pim.LinearOp) -> pim.GetWeightOp:
+    """The weight read a linear multiplies by (through the transfer bringing it to the
+    subsystem the linear runs on)."""
+    value = linear.weight
+    while isinstance(value.owner, pim.TransferOp):
+        value = value.owner.input
+    assert isinstance(value.owner, pim.GetWeightOp)
+    return value.owner
+
+
+def weight_name(linear: pim.LinearOp) -> str:
+    """The name of the weight a linear multiplies by."""
+    return weight_source(linear).weight.string_value()
 
 
 @dataclass
@@ -121,7 +136,7 @@ class _Lowering:
         self.cache_buffers: dict[str, int] = {}
         self.next_buffer = 0
         self.section = _Section("", 1, 0)
-        self.isa_tokens: dict[int, list[int]] = {}
+        self.isa_tokens: dict[int | Operation, list[int]] = {}  # pim token or streamed linear
         self.stats = -1  # the buffer all-gathers of norm and softmax statistics land in
         self.pending_context: dict[SSAValue, list[int]] = {}  # streamed context -> tokens
         self.names: dict[SSAValue, str] = {}
@@ -129,13 +144,7 @@ class _Lowering:
     # Data semantics (the `data` attribute, docs/functional.md) ------------------------------
 
     def name(self, value: SSAValue) -> str:
-        """The name of a logical value in `data` attributes: `v<N>`, shared by a transfer's
-        input and result (the same values on both sides of the link)."""
-        while isinstance(value.owner, pim.TransferOp):
-            value = value.owner.input
-        if value not in self.names:
-            self.names[value] = f"v{len(self.names)}"
-        return self.names[value]
+        return value_name(self.names, value)
 
     def note(self, **data) -> None:
         """Give the last SRAM record emitted its `data`."""
@@ -289,6 +298,8 @@ class _Lowering:
     def lower_signal(self, op: pim.SignalOp) -> None:
         token, tiles = op.token.value.data, op.tiles.value.data if op.tiles else 1
         transfer = self.tokens[token]
+        if isinstance(transfer.input.owner, pim.GetWeightOp):
+            return  # a weight streams in tiles with its linear, which syncs them itself
         if op.place == pim.HBM:
             if tiles == 1:  # a tiled producer raised its tokens itself, piece by piece
                 (isa_token,) = self.pieces(token, 1)
@@ -304,6 +315,8 @@ class _Lowering:
 
     def lower_wait(self, op: pim.WaitOp) -> None:
         token, tiles = op.token.value.data, op.tiles.value.data if op.tiles else 1
+        if isinstance(self.tokens[token].input.owner, pim.GetWeightOp):
+            return  # a weight streams in tiles with its linear (`lower_signal`)
         if op.place == pim.HBM:
             (isa_token,) = self.pieces(token, 1)
             self.section.hbm.append(hbm_isa.WaitOp(tok=isa_token))
@@ -369,14 +382,7 @@ class _Lowering:
             return
         if isinstance(op, (pim.EmbeddingOp, pim.PositionEmbeddingOp)):
             (readout,) = lower_lookup(_elements(op.result), self.hbm_cfg)
-            table = op.table.owner.weight.string_value()
-            if isinstance(op, pim.EmbeddingOp):
-                lookup = {"index": "token", "offset": 0}
-            else:
-                lookup = {"index": "position", "offset": op.offset.value.data}
-            readout.attributes["data"] = data_attr(
-                {"dst": self.name(op.result), "table": table, **lookup}
-            )
+            readout.attributes["data"] = data_attr(lookup_data(op, self.name(op.result)))
             self.section.hbm.append(readout)
             return
         if isinstance(op, pim.KVAppendOp):
@@ -469,15 +475,12 @@ class _Lowering:
                 SramOp.VCU, cores, kind=_VECTOR_FNS[type(op)], dst=target, src0=inputs[0],
                 src1=inputs[1] if len(inputs) > 1 else -1, sizes=[_elements_of_share(share)],
             )
-            if norm:  # the parameters are SRAM-resident weights, sliced as the input
-                params = {"w": op.gamma.owner.weight.string_value(), "eps": op.epsilon.value.data}
-                if isinstance(op, pim.LayerNormOp):
-                    params["b"] = op.beta.owner.weight.string_value()
-                self.note(**params)
-            elif isinstance(op, pim.RoPEOp):
-                self.note(heads=op.num_heads.value.data, theta=op.theta.value.data)
+            data = vector_data(op)
+            if data:
+                self.note(**data)
             return
         lowerings = {
+            pim.LinearOp: self.lower_linear,
             pim.KVAppendOp: self.lower_append,
             pim.AttentionScoresOp: self.lower_scores,
             pim.SoftmaxOp: self.lower_softmax,
@@ -486,6 +489,46 @@ class _Lowering:
         if type(op) not in lowerings:
             raise HpimError(f"convert-pim-to-isa: '{op.name}' on #pim.sram is not supported yet")
         lowerings[type(op)](op)
+
+    def lower_linear(self, op: pim.LinearOp) -> None:
+        """A GEMV on SRAM-PIM whose weight stays in HBM: the prefill's streamed linear at one
+        token (`lower_streamed_linear`: HBM-PIM reads the weight's tiles in normal mode from
+        the rows `pim-tile-hbm` placed it in, spread over every bank, layer-major; the cores
+        load their columns and multiply on the TCUs), in this step's streams, buffers and
+        tokens."""
+        from hpim_ir.passes.lower_sram_linear import (
+            Streams,
+            linear_tiling,
+            linear_values,
+            lower_streamed_linear,
+        )
+
+        weight = weight_source(op)
+        decl = _declaration(op, weight.weight)
+        if weight.place != pim.HBM or decl.placement is None:
+            where = "has no placement (run pim-tile-hbm first)" if weight.place == pim.HBM else (
+                f"is on {weight.place} (weights of linears live in HBM)"
+            )
+            raise HpimError(
+                "convert-pim-to-isa: a pim.linear on #pim.sram streams its weight from HBM; "
+                f"@{weight_name(op)} {where}"
+            )
+        placement = from_dict_attr(HbmPlacement, decl.placement)
+        inputs, outputs = _elements(op.input), _elements(op.result)
+        x, y = self.buffers[op.input], self.buffer(op.result)
+        streams = Streams(self.hw)
+        streams.section, streams.part, streams.names = self.section, part_of(op), self.names
+        streams.next_buffer = self.next_buffer
+        streams.next_token = first = sum(len(t) for t in self.isa_tokens.values())
+        # The step's own buffers (a few vectors and the scores per core) are not counted:
+        # the weight tiles get half the activation memory, the step keeps the rest.
+        budget = self.hw.sram.activation_memory_bytes // 2
+        tcu = (self.hw.sram.tcu.rows, self.hw.sram.tcu.cols)
+        what = f"@{weight_name(op)}"
+        tiling = linear_tiling(1, inputs, outputs, self.cores, tcu, budget, what)
+        lower_streamed_linear(streams, x, y, tiling, placement, what, linear_values(op))
+        self.next_buffer = streams.next_buffer
+        self.isa_tokens[op] = list(range(first, streams.next_token))
 
     def lower_append(self, op: pim.KVAppendOp) -> None:
         """The step's K (transposed into a K^T column) or V row into the cache's macros."""
@@ -606,6 +649,40 @@ class _Lowering:
                 self.note(**data)
 
 
+def value_name(names: dict[SSAValue, str], value: SSAValue) -> str:
+    """The name of a logical value in `data` attributes: `v<N>` (numbered in `names`), shared
+    by a transfer's input and result (the same values on both sides of the link)."""
+    while isinstance(value.owner, pim.TransferOp):
+        value = value.owner.input
+    if value not in names:
+        names[value] = f"v{len(names)}"
+    return names[value]
+
+
+def vector_data(op: Operation, **position) -> dict:
+    """The `data` of a vector function's `vcu`: a norm's parameters (SRAM-resident weights,
+    sliced as the input), RoPE's heads and theta (`position`: a prefill's `first` token's
+    position; a decode step's is the step's); other functions need none."""
+    if isinstance(op, (pim.LayerNormOp, pim.RMSNormOp)):
+        params = {"w": op.gamma.owner.weight.string_value(), "eps": op.epsilon.value.data}
+        if isinstance(op, pim.LayerNormOp):
+            params["b"] = op.beta.owner.weight.string_value()
+        return params
+    if isinstance(op, pim.RoPEOp):
+        return {"heads": op.num_heads.value.data, "theta": op.theta.value.data, **position}
+    return {}
+
+
+def lookup_data(op: pim.EmbeddingOp | pim.PositionEmbeddingOp, dst: str, **rows) -> dict:
+    """The `data` of an embedding lookup's `readout`: the rows of `table` indexed by the
+    token (a position, plus `offset`) delivered as `dst`; `rows` (a prefill's `first`,
+    `tokens`): the prompt's tokens from `first` on, else the step's token."""
+    table = op.table.owner.weight.string_value()
+    if isinstance(op, pim.EmbeddingOp):
+        return {"dst": dst, "table": table, "index": "token", "offset": 0, **rows}
+    return {"dst": dst, "table": table, "index": "position", "offset": op.offset.value.data, **rows}
+
+
 def hbm_bursts_per_value(hbm) -> int:
     """FP16 values per 32 B burst."""
     return hbm.column_bytes // BYTES_FP16
@@ -718,18 +795,26 @@ class ConvertPimToIsaPass(ModulePass):
     head split over cores all-gathers its softmax statistics and reduces its partial outputs.
 
     What each instruction computes on is recorded for functional execution: a decode step's
-    instructions carry a `data` attribute (which weight rows a `gemv` multiplies, which slice
-    of which value a `load_gb` or `load` brings, which value a `readout` or `store` delivers,
-    which value and part of it a buffer holds, ...; docs/functional.md has the table) and the
-    module's `hpim.logits` names the value the step returns. Timing ignores both.
+    (and a prefill's) instructions carry a `data` attribute (which weight rows a `gemv`
+    multiplies, which slice of which value a `load_gb` or `load` brings, which value a
+    `readout` or `store` delivers, which value and part of it a buffer holds, ...;
+    docs/functional.md has the table) and the module's `hpim.logits` names the value the
+    program returns. Timing ignores both.
 
     Options:
     - `hw` (default `hpim`): hardware preset or TOML file.
+    - `all_logits` (default false): a prefill computes the LM head for every prompt token
+      (an epilogue per chunk; functional execution, `hpim run`), not only for the last one.
 
     A KV cache in HBM: HBM-PIM writes the step's K and V rows at the end of the cache and
     reads the cached context out (a `read` whose row count grows with `ctx`, none at context
     0), and SRAM-PIM streams it and the step's own K/V (`ctx + 1` keys) through its macros
     (`stream_mvm`) instead of multiplying a resident matrix.
+
+    A linear on SRAM-PIM (`attacc`, `pnm`): its weight stays in HBM where `pim-tile-hbm`
+    placed it (spread over every bank, layer-major) and streams in tiles, as in a prefill
+    (`lower_streamed_linear`, one token); the transfer bringing the weight has no sync of its
+    own (the tiles carry theirs).
 
     Attention in HBM-PIM (`hbm-only`): q.K^T and s.V run in the bank PUs beside the cache
     (`load_gb` + a `gemv` whose rows grow with `ctx`, then `readout`); the softmax runs on
@@ -745,6 +830,7 @@ class ConvertPimToIsaPass(ModulePass):
     name = "convert-pim-to-isa"
 
     hw: str = "hpim"
+    all_logits: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         hw = load_hardware(self.hw)
@@ -759,7 +845,7 @@ class ConvertPimToIsaPass(ModulePass):
         if function.sym_name.data == "prefill":
             from hpim_ir.passes.lower_sram_linear import lower_prefill
 
-            sections = lower_prefill(op, function, hw)
+            sections = lower_prefill(op, function, hw, self.all_logits)
         else:
             tokens = {
                 signal.token.value.data: signal.prev_op

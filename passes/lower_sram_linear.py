@@ -54,9 +54,19 @@ cache (`hbm_isa.write`) once it has read the layer's weights, so the writes neve
 the weight stream. A value's buffer is freed after its last reader; a vector op whose input
 has no later reader overwrites it in place.
 
-Not lowered (an error says so): a prefill whose KV cache is resident in SRAM-PIM, and
-projections placed on HBM-PIM (the `hbm-only` policy's prefill: `PrefillOnHbm`; `hpim
-simulate` runs such a prefill token by token, as decode steps).
+Not lowered (an error says so): a prefill whose KV cache is resident in SRAM-PIM
+(`KvCacheInSram`), and projections placed on HBM-PIM (the `hbm-only` policy's prefill:
+`PrefillOnHbm`; `hpim simulate` and `hpim run` run such a prefill token by token, as decode
+steps).
+
+**Values.** Every instruction says what it computes in a `data` attribute, with the decode
+step's conventions (`convert_pim_to_isa`: value names, `lookup_data`, `vector_data`):
+which weight tile a `read` brings and which input columns the all-gather collects, where a
+linear's accumulators start, each attention instruction's heads, queries and key positions,
+the online softmax's block; docs/functional.md has the table and
+`hpim_ir.sim.functional.isa` executes it. Timing ignores it. With `all_logits` the prefill
+computes the LM head for every token of each chunk (an `epilogue.<chunk>` after each
+chunk's layers) rather than for the last token only: what `hpim run` checks row by row.
 """
 
 from __future__ import annotations
@@ -74,9 +84,12 @@ from hpim_ir.passes.convert_pim_to_isa import (
     _PROJECTION_PARTS,
     _VECTOR_FNS,
     _declaration,
+    lookup_data,
     part_of,
+    vector_data,
+    value_name,
 )
-from hpim_ir.passes.lower_hbm import lower_lookup
+from hpim_ir.passes.lower_hbm import data_attr, lower_lookup
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
 from hpim_ir.passes.pim_tile_sram import AttentionTile
 from hpim_ir.sim.sram.program import ProgramBuilder, Space, SramOp, VcuFn
@@ -95,6 +108,10 @@ class PrefillOnHbm(HpimError):
     runs the prompt token by token, as decode steps (`hpim_ir.simulate.simulate_prefill`)."""
 
 
+class KvCacheInSram(HpimError):
+    """The prefill of a program whose KV cache is resident in SRAM-PIM (not lowered yet)."""
+
+
 @dataclass
 class Section:
     """The two streams of one section and the part each SRAM record works for (what
@@ -106,7 +123,7 @@ class Section:
     hbm: list[Operation] = field(default_factory=list)
     sram: ProgramBuilder = field(default_factory=ProgramBuilder)
     sram_parts: list[str] = field(default_factory=list)
-    sram_data: dict[int, dict] = field(default_factory=dict)  # none: no functional values yet
+    sram_data: dict[int, dict] = field(default_factory=dict)  # record -> its `data`
 
 
 class Streams:
@@ -122,14 +139,30 @@ class Streams:
         self.live: dict[int, int] = {}  # buffer -> bytes per core
         self.next_buffer = 0
         self.next_token = 0
+        self.names: dict[SSAValue, str] = {}  # values named in `data` attributes
+        self.last_row_of = -1  # a buffer of which instructions read the last token only
 
-    def sram(self, op: SramOp, cores: tuple[int, int] | None = None, **fields) -> None:
+    def name(self, value: SSAValue) -> str:
+        return value_name(self.names, value)
+
+    def sram(
+        self, op: SramOp, cores: tuple[int, int] | None = None, data: dict | None = None,
+        **fields,
+    ) -> None:
+        """One SRAM record on `cores` (default all), with its `data` (what it computes)."""
         self.section.sram.add(op, cores or (0, self.cores), **fields)
         self.section.sram_parts.append(self.part)
+        if data is not None and self.last_row_of >= 0 and fields.get("src0") == self.last_row_of:
+            data = {**data, "last": 1}
+        if data is not None:
+            self.section.sram_data[len(self.section.sram.rows) - 1] = data
 
-    def hbm(self, *ops: Operation) -> None:
+    def hbm(self, *ops: Operation, data: dict | None = None) -> None:
+        """HBM records (`data`: what each computes)."""
         for op in ops:
             op.attributes["part"] = StringAttr(self.part)
+            if data is not None:
+                op.attributes["data"] = data_attr(data)
             self.section.hbm.append(op)
 
     def token(self) -> int:
@@ -140,7 +173,8 @@ class Streams:
         """Activation-memory bytes per core not allocated."""
         return self.capacity - sum(self.live.values())
 
-    def alloc(self, nbytes: int, what: str) -> int:
+    def alloc(self, nbytes: int, what: str, holds: str = "") -> int:
+        """A buffer of `nbytes` per core; `holds` names what it holds (its `data`)."""
         if nbytes > self.left():
             raise DoesNotFit(
                 f"{what} needs {nbytes:,} bytes per core of activation memory; "
@@ -149,7 +183,8 @@ class Streams:
         number = self.next_buffer
         self.next_buffer += 1
         self.live[number] = nbytes
-        self.sram(SramOp.ALLOC, kind=Space.AM, dst=number, sizes=[nbytes])
+        data = {"holds": holds} if holds else None
+        self.sram(SramOp.ALLOC, kind=Space.AM, dst=number, sizes=[nbytes], data=data)
         return number
 
     def free(self, number: int) -> None:
@@ -260,24 +295,31 @@ def linear_tiling(
 
 
 def lower_streamed_linear(
-    streams: Streams, x: int, y: int, tiling: LinearTiling, placement: HbmPlacement, what: str
+    streams: Streams, x: int, y: int, tiling: LinearTiling, placement: HbmPlacement, what: str,
+    values: dict | None = None,
 ) -> None:
     """Emit the streamed linear (module docstring): `x` and `y` are the activation-memory
-    buffers of X and Y; the weight is read from its HBM `placement` (rows of layer 0)."""
+    buffers of X and Y; the weight is read from its HBM `placement` (rows of layer 0).
+    `values` (`w`, optional `bias`: the weight's and bias's names): the instructions carry
+    `data` for functional execution (docs/functional.md), else none."""
     tiles = tiling.tiles()
+    holds = "tile" if values else ""
     gathered = [
         streams.alloc(
-            tiling.gathered_bytes(tiling.tile_inputs) * tiling.cores, f"{what}'s gathered inputs"
+            tiling.gathered_bytes(tiling.tile_inputs) * tiling.cores, f"{what}'s gathered inputs",
+            holds,
         )
         for _ in range(2)
     ]
     weights = [
-        streams.alloc(tiling.tile_inputs * tiling.tile_outputs * BYTES_FP16, f"{what}'s weight tiles")
+        streams.alloc(
+            tiling.tile_inputs * tiling.tile_outputs * BYTES_FP16, f"{what}'s weight tiles", holds
+        )
         for _ in range(2)
     ]
     ready = [streams.token() for _ in tiles]
     free = [streams.token() if t + 2 < len(tiles) else -1 for t in range(len(tiles))]
-    offset = 0
+    offset = at = first_column = 0
     for t, (inputs, columns, total) in enumerate(tiles):
         if t >= 2:
             streams.hbm(hbm_isa.WaitOp(tok=free[t - 2]))
@@ -285,21 +327,52 @@ def lower_streamed_linear(
             hbm_isa.ReadOp, placement.row_base, offset, inputs * total * BYTES_FP16,
             placement.channels, streams.hw.hbm,
         )
-        streams.hbm(*reads, hbm_isa.SignalOp(tok=ready[t]))
+        # The tile: input rows [at, at + inputs) of each core's output columns
+        # [first_column, + columns) (core k's columns start at k * outputs_per_core).
+        tile = f"{values['w']}.{t}" if values else ""
+        read = {
+            "dst": tile, "w": values["w"], "at": at, "inputs": inputs, "first": first_column,
+            "columns": columns, "per_core": tiling.outputs_per_core,
+        } if values else None
+        streams.hbm(*reads, data=read)
+        streams.hbm(hbm_isa.SignalOp(tok=ready[t]))
         buffer = t % 2
         streams.sram(
-            SramOp.ALLGATHER, dst=gathered[buffer], src0=x, sizes=[tiling.gathered_bytes(inputs)]
+            SramOp.ALLGATHER, dst=gathered[buffer], src0=x, sizes=[tiling.gathered_bytes(inputs)],
+            data={"at": at, "inputs": inputs} if values else None,
         )
         streams.sram(SramOp.WAIT, tok=ready[t])
-        streams.sram(SramOp.LOAD, dst=weights[buffer], sizes=[inputs * columns * BYTES_FP16])
+        streams.sram(
+            SramOp.LOAD, dst=weights[buffer], sizes=[inputs * columns * BYTES_FP16],
+            data={"src": tile} if values else None,
+        )
+        gemm = None
+        if values:  # the first tile of a column block starts its accumulators (at the bias)
+            gemm = {"kind": "linear", "start": int(at == 0)}
+            if at == 0 and values.get("bias"):
+                gemm["bias"] = values["bias"]
         streams.sram(
             SramOp.GEMM, dst=y, src0=gathered[buffer], src1=weights[buffer],
-            sizes=[tiling.tokens, columns, inputs],
+            sizes=[tiling.tokens, columns, inputs], data=gemm,
         )
+        at += inputs
+        if at == tiling.inputs:
+            at, first_column = 0, first_column + columns
         if free[t] >= 0:
             streams.sram(SramOp.SIGNAL, tok=free[t])
     for number in (*gathered, *weights):
         streams.free(number)
+
+
+def linear_values(linear: pim.LinearOp) -> dict:
+    """`lower_streamed_linear`'s `values` for a linear: its weight's and bias's names."""
+    values = {"w": _weight_name(linear)}
+    if linear.bias is not None:
+        bias = linear.bias
+        while isinstance(bias.owner, pim.TransferOp):
+            bias = bias.owner.input
+        values["bias"] = bias.owner.weight.string_value()
+    return values
 
 
 # --- the prefill -----------------------------------------------------------------------------
@@ -372,7 +445,11 @@ def prompt_chunks(prompt: int, count: int) -> list[Chunk]:
 class _PrefillLowering:
     """Lowers the prefill for one chunking of the prompt."""
 
-    def __init__(self, module: ModuleOp, function: func.FuncOp, hw: Hardware, chunks: list[Chunk]):
+    def __init__(
+        self, module: ModuleOp, function: func.FuncOp, hw: Hardware, chunks: list[Chunk],
+        all_logits: bool = False,
+    ):
+        self.all_logits = all_logits
         self.module = module
         self.function = function
         self.hw = hw
@@ -414,7 +491,9 @@ class _PrefillLowering:
 
     def new_buffer(self, value: SSAValue, nbytes: int) -> int:
         if value not in self.buffers:
-            self.buffers[value] = self.streams.alloc(nbytes, f"'{value.owner.name}'")
+            self.buffers[value] = self.streams.alloc(
+                nbytes, f"'{value.owner.name}'", self.streams.name(value)
+            )
         return self.buffers[value]
 
     # the program --------------------------------------------------------------------------
@@ -433,7 +512,9 @@ class _PrefillLowering:
             if chunk.index == 0:
                 # The hidden state of a chunk, and the per-token statistics norms gather:
                 # one buffer each for the whole program.
-                self.state = streams.alloc(self.share(width, most), "the hidden state")
+                self.state = streams.alloc(
+                    self.share(width, most), "the hidden state", "the hidden state"
+                )
                 self.stats = streams.alloc(8 * most * streams.cores, "the norms' statistics")
             state = self.state
             self.buffers = {self.layers.init: state}
@@ -447,15 +528,29 @@ class _PrefillLowering:
             streams.hbm(*self.deferred)
             self.deferred = []
             out += [prologue, body]
-        epilogue = Section("epilogue", 1, 0)
-        streams.section = epilogue
-        self.buffers = {self.layers.result: state}
-        # Generation needs the logits of the last token only.
-        self.lower_block(ops[split + 1 :], 1, self.chunks[-1])
+            if self.all_logits:
+                out.append(self.epilogue(f"epilogue.{chunk.index}", ops[split + 1 :], chunk))
+        if not self.all_logits:
+            out.append(self.epilogue("epilogue", ops[split + 1 :], self.chunks[-1]))
         streams.part = "other"
         streams.free(self.stats)
-        streams.free(state)
-        return [*out, epilogue]
+        streams.free(self.state)
+        # The value the program returns (the logits), for functional execution.
+        logits = streams.name(block.last_op.operands[0])
+        self.module.attributes["hpim.logits"] = StringAttr(logits)
+        return out
+
+    def epilogue(self, name: str, ops: list[Operation], chunk: Chunk) -> Section:
+        """The final norm and LM head after `chunk`: for the last token only (the logits
+        generation needs), or with `all_logits` for each of its tokens."""
+        section = Section(name, 1, 0)
+        self.streams.section = section
+        self.buffers = {self.layers.result: self.state}
+        tokens = chunk.tokens if self.all_logits else 1
+        self.streams.last_row_of = self.state if tokens < chunk.tokens else -1
+        self.lower_block(ops, tokens, chunk)
+        self.streams.last_row_of = -1
+        return section
 
     def lower_block(self, ops: list[Operation], tokens: int, chunk: Chunk) -> None:
         """Lower `ops` for `tokens` tokens of `chunk`, freeing each value's buffer after its
@@ -499,7 +594,10 @@ class _PrefillLowering:
         if isinstance(op, pim.TransferOp):
             return self.lower_transfer(op, tokens)
         if isinstance(op, pim.EmbeddingOp | pim.PositionEmbeddingOp):
-            self.streams.hbm(*lower_lookup(tokens * _width(op.result), self.hw.hbm))
+            data = lookup_data(
+                op, self.streams.name(op.result), first=chunk.first, tokens=tokens
+            )
+            self.streams.hbm(*lower_lookup(tokens * _width(op.result), self.hw.hbm), data=data)
             return
         if isinstance(op, pim.KVAppendOp):
             return self.lower_append(op, tokens, chunk)
@@ -513,7 +611,7 @@ class _PrefillLowering:
         if isinstance(op, pim.AttentionValuesOp):
             return self.lower_attention(op, tokens, chunk)
         if type(op) in _VECTOR_FNS:
-            return self.lower_vector(op, _VECTOR_FNS[type(op)], tokens)
+            return self.lower_vector(op, _VECTOR_FNS[type(op)], tokens, chunk)
         raise HpimError(f"convert-pim-to-isa: '{op.name}' in a prefill is not supported")
 
     def lower_transfer(self, op: pim.TransferOp, tokens: int) -> None:
@@ -524,18 +622,24 @@ class _PrefillLowering:
         token = streams.token()
         share = self.share(_width(op.input), tokens)
         if op.destination == pim.HBM:
-            streams.sram(SramOp.STORE, src0=self.buffers[op.input], sizes=[share])
+            streams.sram(
+                SramOp.STORE, src0=self.buffers[op.input], sizes=[share],
+                data={"dst": streams.name(op.input)},
+            )
             streams.sram(SramOp.SIGNAL, tok=token)
             self.stored[op.result] = token
             return
         streams.hbm(hbm_isa.SignalOp(tok=token))
         target = self.new_buffer(op.result, share)
         streams.sram(SramOp.WAIT, tok=token)
-        streams.sram(SramOp.LOAD, dst=target, sizes=[share])
+        streams.sram(
+            SramOp.LOAD, dst=target, sizes=[share],
+            data={"src": streams.name(op.result), "width": _width(op.result)},
+        )
 
     def lower_append(self, op: pim.KVAppendOp, tokens: int, chunk: Chunk) -> None:
         if op.place != pim.HBM:
-            raise HpimError(
+            raise KvCacheInSram(
                 "convert-pim-to-isa: a prefill with the KV cache resident in SRAM-PIM is not "
                 "lowered yet (compile it with kv-cache=hbm)"
             )
@@ -545,12 +649,18 @@ class _PrefillLowering:
             hbm_isa.WriteOp, placement.row_base, chunk.first * width * BYTES_FP16 // placement.channels,
             tokens * width * BYTES_FP16, placement.channels, self.hw.hbm,
         )
+        data = {
+            "cache": op.cache.string_value(), "src": self.streams.name(op.value),
+            "first": chunk.first, "width": width,
+        }
+        for write in writes:
+            write.attributes["data"] = data_attr(data)
         self.deferred += [hbm_isa.WaitOp(tok=self.stored[op.value]), *writes]
 
     def _placement(self, ref) -> HbmPlacement:
         return from_dict_attr(HbmPlacement, _declaration(self.function, ref).placement)
 
-    def lower_vector(self, op: Operation, fn: VcuFn, tokens: int) -> None:
+    def lower_vector(self, op: Operation, fn: VcuFn, tokens: int, chunk: Chunk) -> None:
         streams = self.streams
         readers = _readers(op)
         inputs = [self.buffers[v] for v in readers]
@@ -567,10 +677,14 @@ class _PrefillLowering:
         target = self.new_buffer(op.results[0], share)
         if isinstance(op, pim.LayerNormOp | pim.RMSNormOp):
             # Each token's partial sums (2 x 4 B per core) combined over the NoC.
-            streams.sram(SramOp.ALLGATHER, dst=self.stats, src0=inputs[0], sizes=[8 * tokens])
+            streams.sram(
+                SramOp.ALLGATHER, dst=self.stats, src0=inputs[0], sizes=[8 * tokens],
+                data={"stat": "moments"},
+            )
         streams.sram(
             SramOp.VCU, kind=fn, dst=target, src0=inputs[0],
             src1=inputs[1] if len(inputs) > 1 else -1, sizes=[share // BYTES_FP16],
+            data=vector_data(op, first=chunk.first),
         )
 
     def lower_linear(self, op: pim.LinearOp, tokens: int) -> None:
@@ -588,7 +702,9 @@ class _PrefillLowering:
         while isinstance(weight.owner, pim.TransferOp):
             weight = weight.owner.input
         placement = self._placement(weight.owner.weight)
-        lower_streamed_linear(streams, self.buffers[op.input], y, tiling, placement, f"@{name}")
+        lower_streamed_linear(
+            streams, self.buffers[op.input], y, tiling, placement, f"@{name}", linear_values(op)
+        )
 
     def lower_attention(self, op: pim.AttentionValuesOp, tokens: int, chunk: Chunk) -> None:
         """Per head of each core: q.K^T, softmax, s.V over the earlier chunks' keys, read
@@ -611,15 +727,27 @@ class _PrefillLowering:
         kv_bytes = _width(sram_source(op.values)) // tile.kv_heads * tile.kv_heads_per_core * BYTES_FP16
         block = self.key_block(chunk.first, tokens, queries, kv_bytes)
         scores = streams.alloc(
-            queries * max(block, tokens) * BYTES_FP16, "the attention scores of a head"
+            queries * max(block, tokens) * BYTES_FP16, "the attention scores of a head", "scores"
         )
+        # What each core computes (docs/functional.md): its heads, its queries of the chunk.
+        geometry = {
+            "heads": tile.heads, "kv_heads": tile.kv_heads, "heads_per_core": tile.heads_per_core,
+            "cores_per_head": tile.cores_per_head, "queries": queries, "first": chunk.first,
+            "scale": scores_op.scale.value.data,
+        }
         for first in range(0, chunk.first, block):
             keys = min(block, chunk.first - first)
             earlier = [self.read_back(v, first, keys, tile, kv_bytes) for v in caches]
-            self.heads(tile, query, earlier, scores, out, queries, keys, head_dim, rescale=first > 0)
+            self.heads(
+                tile, query, earlier, scores, out, queries, keys, head_dim, rescale=first > 0,
+                data={**geometry, "keys_first": first},
+            )
             for number in earlier:
                 streams.free(number)
-        self.heads(tile, query, current, scores, out, queries, tokens, head_dim, rescale=chunk.first > 0)
+        self.heads(
+            tile, query, current, scores, out, queries, tokens, head_dim,
+            rescale=chunk.first > 0, data={**geometry, "keys_first": chunk.first},
+        )
         streams.free(scores)
 
     def key_block(self, earlier: int, tokens: int, queries: int, kv_bytes: int) -> int:
@@ -643,27 +771,29 @@ class _PrefillLowering:
 
     def heads(
         self, tile: AttentionTile, query: int, kv: list[int], scores: int, out: int,
-        queries: int, keys: int, head_dim: int, rescale: bool,
+        queries: int, keys: int, head_dim: int, rescale: bool, data: dict,
     ) -> None:
-        """q.K^T, softmax and s.V of each head a core runs, over `keys` keys in `kv`."""
+        """q.K^T, softmax and s.V of each head a core runs, over `keys` keys in `kv` (`data`:
+        the heads' geometry and the keys' first position)."""
         cores = (0, tile.cores)
-        for _ in range(tile.heads_per_core):
+        for phase in range(tile.heads_per_core):
             self.streams.sram(
                 SramOp.GEMM, cores, dst=scores, src0=query, src1=kv[0],
-                sizes=[queries, keys, head_dim],
+                sizes=[queries, keys, head_dim], data={**data, "kind": "scores", "phase": phase},
             )
             self.streams.sram(
                 SramOp.VCU, cores, kind=VcuFn.SOFTMAX, dst=scores, src0=scores,
-                sizes=[queries * keys],
+                sizes=[queries * keys], data={**data, "online": int(rescale), "phase": phase},
             )
             if rescale:  # the running output, scaled by exp(old max - new max)
                 self.streams.sram(
                     SramOp.VCU, cores, kind=VcuFn.MUL, dst=out, src0=out,
-                    sizes=[queries * head_dim],
+                    sizes=[queries * head_dim], data={**data, "rescale": 1, "phase": phase},
                 )
             self.streams.sram(
                 SramOp.GEMM, cores, dst=out, src0=scores, src1=kv[1],
                 sizes=[queries, head_dim, keys],
+                data={**data, "kind": "values", "phase": phase, "accumulate": int(rescale)},
             )
 
     def read_back(
@@ -680,18 +810,26 @@ class _PrefillLowering:
             tokens * width, placement.channels, self.hw.hbm,
         )
         token = streams.token()
-        streams.hbm(*reads, hbm_isa.SignalOp(tok=token))
-        number = streams.alloc(
-            tokens * kv_bytes, f"the earlier chunks' {append.cache.string_value()}"
-        )
+        cache = append.cache.string_value()
+        block = f"{cache}[{first}:{first + tokens}]"
+        streams.hbm(*reads, data={"dst": block, "cache": cache, "first": first, "keys": tokens})
+        streams.hbm(hbm_isa.SignalOp(tok=token))
+        number = streams.alloc(tokens * kv_bytes, f"the earlier chunks' {cache}", block)
         streams.sram(SramOp.WAIT, tok=token)
-        streams.sram(SramOp.LOAD, (0, tile.cores), dst=number, sizes=[tokens * kv_bytes])
+        streams.sram(
+            SramOp.LOAD, (0, tile.cores), dst=number, sizes=[tokens * kv_bytes],
+            data={"src": block, "width": _width(append.value)},
+        )
         return number
 
 
-def lower_prefill(module: ModuleOp, function: func.FuncOp, hw: Hardware) -> list[Section]:
+def lower_prefill(
+    module: ModuleOp, function: func.FuncOp, hw: Hardware, all_logits: bool = False
+) -> list[Section]:
     """The sections of a prefill (module docstring), in the fewest chunks whose buffers fit
-    the activation memory. HpimError if even one token at a time does not fit."""
+    the activation memory. HpimError if even one token at a time does not fit. `all_logits`:
+    every token's logits (an epilogue per chunk), for functional execution; the default
+    computes the last token's, as generation needs."""
     prompt = function.function_type.inputs.data[0].get_shape()[0]
     rows = hw.sram.tcu.rows
     # The whole prompt, else chunks that fill the TCUs' rows (multiples of them), else
@@ -702,7 +840,7 @@ def lower_prefill(module: ModuleOp, function: func.FuncOp, hw: Hardware) -> list
     for size in sizes:
         try:
             chunks = prompt_chunks(prompt, _ceil(prompt, size))
-            return _PrefillLowering(module, function, hw, chunks).sections()
+            return _PrefillLowering(module, function, hw, chunks, all_logits).sections()
         except DoesNotFit as failure:
             error = failure
     raise HpimError(

@@ -45,7 +45,12 @@ def pipeline_tiles(transfer: pim.TransferOp, granularity: str) -> int:
     producer = transfer.input.owner
     if isinstance(producer, pim.KVAppendOp):
         return CONTEXT_PIECES if granularity == "tile" else 1
-    if not isinstance(producer, pim.LinearOp) or producer.tile is None or not _feeds_cache(transfer):
+    if (
+        not isinstance(producer, pim.LinearOp)
+        or producer.place != pim.HBM  # a GEMV on SRAM-PIM has no HBM tile to send pieces of
+        or producer.tile is None
+        or not _feeds_cache(transfer)
+    ):
         return 1
     tile = from_dict_attr(GemvTile, producer.tile)
     if granularity == "head":  # a GEMV of fewer output groups than heads: one per group

@@ -10,16 +10,22 @@ import json
 from pathlib import Path
 
 import pytest
+from xdsl.context import Context
 
+from hpim_ir import import_model
 from hpim_ir.cli import main
 from hpim_ir.cli.compile_cmd import lower_pass
+from hpim_ir.dialects import pim
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import load_hardware
-from hpim_ir.passes.convert_llm_to_pim import POLICIES
+from hpim_ir.passes.convert_llm_to_pim import POLICIES, ConvertLlmToPimPass
+from hpim_ir.passes.convert_pim_to_isa import weight_name
+from hpim_ir.passes.hpim_lower import HpimLowerPass
+from hpim_ir.passes.pim_tile_hbm import HbmPlacement, from_dict_attr
 from hpim_ir.sim.program import MachineProgram
 from hpim_ir.simulate import CompileOptions, compile_decode_step, measure_step, resolve_policy
 
-DESIGNS = {"ianus-like": "serial"}
+DESIGNS = {"ianus-like": "serial", "attacc-like": "attacc", "cxl-pnm-like": "pnm"}
 
 
 @pytest.fixture(autouse=True)
@@ -169,3 +175,170 @@ def test_ianus_like_fc_runs_faster_attention_slower_than_hpim(opt350m_steps) -> 
     # ianus-like's step, so the whole step is slower than hpim's.
     assert ianus.parts_ns["attention"] > hpim.parts_ns["attention"]
     assert ianus.ns > hpim.ns
+
+
+def test_attacc_like_is_an_a100_beside_hbm3_pim() -> None:
+    hw = load_hardware("attacc-like")
+    # 5 HBM3-PIM stacks of 16 GiB: the A100 80 GB's stack count and capacity.
+    assert hw.hbm.stacks == 5 and hw.hbm.capacity_bytes == 80 * 2**30
+    assert hw.hbm.timing.nCCDAB == 6  # AttAcc's power-constrained MAC pacing
+    # 108 SMs x 32 x 32 FP16 MACs x 2 FLOPs x 1.41 GHz = 311.9 TFLOPS, the A100's 312.
+    sram = hw.sram
+    tflops = 2 * sram.cores * sram.tcu.rows * sram.tcu.cols * sram.clock_mhz * 1e6 / 1e12
+    assert tflops == pytest.approx(312, rel=0.001)
+    assert hw.link.bandwidth_gbs == 2039  # the A100 80 GB's HBM2e bandwidth
+
+
+def test_cxl_pnm_like_is_lpddr5x() -> None:
+    hbm = load_hardware("cxl-pnm-like").hbm
+    # 64 x16 channels x 4 dies x 16 banks of 65536 rows of 2 KiB: 512 GiB.
+    assert (hbm.total_channels, hbm.banks_per_channel, hbm.row_bytes) == (64, 64, 2048)
+    assert hbm.capacity_bytes == 512 * 2**30
+    # 32 B bursts every 1.875 ns (BL16 at 8533 MT/s) on 64 channels: 1092 GB/s, "1.1 TB/s".
+    assert hbm.tck_ns == pytest.approx(4 / 8.533) and hbm.timing.nBL == 4
+    assert hbm.peak_bandwidth_gbs == pytest.approx(64 * 32 / 1.875, rel=1e-3)
+    assert load_hardware("cxl-pnm-like").link.bandwidth_gbs == 1100
+
+
+_PLACED_KINDS = (pim.LinearOp, pim.AttentionScoresOp, pim.SoftmaxOp, pim.AttentionValuesOp)
+
+
+def _placed(policy: str, phase: str) -> dict[str, set[pim.PlaceAttr]]:
+    """Where `policy` places each kind of op of OPT-125M's decode step or prefill."""
+    module = import_model("opt-125m", phase=phase, prompt=8)
+    ConvertLlmToPimPass(policy=policy).apply(Context(), module)
+    places: dict[str, set[pim.PlaceAttr]] = {}
+    for op in module.walk():
+        if isinstance(op, _PLACED_KINDS):
+            places.setdefault(op.name, set()).add(op.place)
+    return places
+
+
+def test_attacc_and_pnm_place_ops_as_the_designs_do() -> None:
+    sram, hbm = {pim.SRAM}, {pim.HBM}
+    # AttAcc: FC on the GPU (weights streamed), attention in HBM-PIM in decode; the GPU runs
+    # the whole prefill.
+    assert _placed("attacc", "decode") == {
+        "pim.linear": sram, "pim.attention_scores": hbm, "pim.softmax": sram,
+        "pim.attention_values": hbm,
+    }
+    assert set().union(*_placed("attacc", "prefill").values()) == sram
+    # CXL-PNM: everything on the near-memory engine, in both phases.
+    for phase in ("decode", "prefill"):
+        assert set().union(*_placed("pnm", phase).values()) == sram
+    assert POLICIES["attacc"].kv_cache == POLICIES["pnm"].kv_cache == "hbm"
+
+
+@pytest.fixture(scope="module")
+def opt125m_streamed_steps() -> dict:
+    """One decode step of OPT-125M at context 512 on attacc-like and on cxl-pnm-like."""
+    steps = {}
+    for hw in ("attacc-like", "cxl-pnm-like"):
+        options = CompileOptions("opt-125m", hw, resolve_policy(hw, None), max_context=513)
+        module, _ = compile_decode_step(options, use_cache=False)
+        gemvs = [op for op in module.walk() if op.name == "hbm_isa.gemv"]
+        step = measure_step(MachineProgram.from_module(module), load_hardware(hw), 512)
+        steps[hw] = (step, {g.attributes["part"].data for g in gemvs})
+    return steps
+
+
+# OPT-125M: 12 layers of q/k/v/o (768 x 768) and fc1/fc2 (768 x 3072), an LM head of 50272 x
+# 768, FP16; K and V of 513 positions x 768 per layer.
+LAYER_WEIGHT_BYTES = 12 * (4 * 768 * 768 + 2 * 768 * 3072) * 2  # 169.9 MB
+HEAD_BYTES = 50272 * 768 * 2  # 77.2 MB
+KV_125M_BYTES = 2 * 12 * 513 * 768 * 2  # 18.9 MB
+
+
+@pytest.mark.slow  # the module's two decode steps take 3 to 6 s
+def test_cxl_pnm_like_streams_every_weight_and_the_cache_each_token(opt125m_streamed_steps) -> None:
+    step, pim_parts = opt125m_streamed_steps["cxl-pnm-like"]
+    # No bank PU computes: every byte of every weight and of the cached K/V crosses the
+    # 1.1 TB/s link to the engine every token, 247 MB + 18.9 MB: at least 241.8 us.
+    assert pim_parts == set()
+    assert step.ns >= (LAYER_WEIGHT_BYTES + HEAD_BYTES + KV_125M_BYTES) / 1100
+
+
+@pytest.mark.slow  # the module's two decode steps take 3 to 6 s
+def test_attacc_like_streams_fc_weights_and_computes_attention_beside_the_cache(
+    opt125m_streamed_steps,
+) -> None:
+    step, pim_parts = opt125m_streamed_steps["attacc-like"]
+    # The only bank-PU work is attention (q.K^T and s.V beside the cache).
+    assert pim_parts == {"attention"}
+    # The layers' FC weights cross the GPU's 2039 GB/s: their parts take at least 83.3 us.
+    fc = sum(step.parts_ns[p] for p in ("qkv", "attention_proj", "ffn"))
+    assert fc >= LAYER_WEIGHT_BYTES / 2039
+    # Attention in 5120 bank PUs beside the cache beats streaming the cache to an engine
+    # at 1.1 TB/s (cxl-pnm-like: 17.2 us for K and V alone).
+    pnm_step, _ = opt125m_streamed_steps["cxl-pnm-like"]
+    assert step.parts_ns["attention"] < pnm_step.parts_ns["attention"]
+    assert pnm_step.parts_ns["attention"] >= KV_125M_BYTES / 1100
+
+
+def test_a_streamed_decode_linear_without_a_weight_placement_is_one_message() -> None:
+    module = import_model("opt-125m")
+    *stages, convert = HpimLowerPass(policy="pnm").stages()
+    for stage in stages:
+        stage.apply(Context(), module)
+    decl = next(
+        op for op in module.ops if isinstance(op, pim.WeightOp) and op.sym_name.data == "q_proj"
+    )
+    del decl.properties["placement"]
+    message = (
+        r"^convert-pim-to-isa: a pim.linear on #pim.sram streams its weight from HBM; "
+        r"@q_proj has no placement \(run pim-tile-hbm first\)$"
+    )
+    with pytest.raises(HpimError, match=message):
+        convert.apply(Context(), module)
+
+
+def test_a_streamed_decode_linear_reads_exactly_the_rows_of_its_weight() -> None:
+    # pnm on OPT-125M: every FC weight is spread over every bank, layer-major (pim-tile-hbm).
+    # The decode's normal-mode reads for the FC parts touch only rows of those weights (layer
+    # 0's: the layer loop adds its row stride), and together every row of each, no other.
+    module = import_model("opt-125m")
+    *stages, convert = HpimLowerPass(policy="pnm").stages()
+    for stage in stages:
+        stage.apply(Context(), module)
+    linears = {weight_name(op) for op in module.walk() if isinstance(op, pim.LinearOp)}
+    placements = {
+        op.sym_name.data: from_dict_attr(HbmPlacement, op.placement)
+        for op in module.ops
+        if isinstance(op, pim.WeightOp) and op.sym_name.data in linears
+    }
+    owned = {
+        row: name
+        for name, p in placements.items()
+        for row in range(p.row_base, p.row_base + p.rows)
+    }
+    convert.apply(Context(), module)
+    read_rows: set[int] = set()
+    for stream in module.ops:
+        if stream.name != "hbm_isa.stream":
+            continue
+        for read in stream.body.block.ops:
+            if read.name == "hbm_isa.read" and read.attributes["part"].data != "attention":
+                rows = range(read.row.value.data, read.row.value.data + read.rows.value.data)
+                assert all(row in owned for row in rows), f"{read} reads outside the weights"
+                read_rows |= set(rows)
+    assert read_rows == set(owned)
+
+
+@pytest.mark.parametrize("policy", ["attacc", "pnm"])
+def test_prefill_and_decode_find_the_weights_in_the_same_rows(policy: str) -> None:
+    # No weight is tiled for an HBM GEMV: both phases spread every weight (and lay out the
+    # KV cache) over every bank alike, so a request reads the weights where the other phase
+    # left them.
+    placements = {}
+    for phase in ("decode", "prefill"):
+        module = import_model("opt-125m", phase=phase, prompt=8)
+        for stage in HpimLowerPass(policy=policy).stages(phase)[:3]:  # up to pim-tile-hbm
+            stage.apply(Context(), module)
+        placements[phase] = {
+            op.sym_name.data: op.placement
+            for op in module.ops
+            if isinstance(op, (pim.WeightOp, pim.KVCacheOp)) and op.placement is not None
+        }
+    # The two embedding tables (the LM head is tied to the token table), q/k/v/o, fc1, fc2,
+    # the K and V caches.
+    assert placements["decode"] == placements["prefill"] and len(placements["decode"]) == 10

@@ -20,11 +20,17 @@ The executor hands over to the other stream at every token, so a consumer reads 
 early as the hardware may: a core's load of K/V rows the GEMV has not delivered yet is an
 error (`opt-post-ln` on the tiny machine: a channel computes two heads, whose rows arrive in
 its last pieces).
+
+The compiled prefill (`PREFILL_MACHINE`: the tiny machine with less activation memory) runs a
+40-token prompt in two chunks, with every token's logits (`all_logits`), and the decode step
+goes on from the KV cache it wrote in HBM (every policy; `hbm-only`'s prefill, on HBM-PIM,
+as decode steps).
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +45,9 @@ from hpim_ir.errors import HpimError
 from hpim_ir.frontend import build_module, config_from_dict, load_config
 from hpim_ir.hardware import load_hardware
 from hpim_ir.passes.convert_llm_to_pim import POLICIES
+from hpim_ir.passes.convert_pim_to_isa import ConvertPimToIsaPass
 from hpim_ir.passes.hpim_lower import HpimLowerPass
+from hpim_ir.passes.lower_sram_linear import PrefillOnHbm
 from hpim_ir.sim.functional import KVCache, run_decode, run_prefill
 from hpim_ir.sim.functional.isa import IsaMachine, run_tokens
 from hpim_ir.sim.program import MachineProgram, parse_program
@@ -359,3 +367,182 @@ def test_opt_125m_on_the_paper_machine() -> None:
         logits, cache = run_decode(decode, weights, token, cache)
         rows.append(logits)
     assert relative_error(got, np.concatenate(rows).astype(np.float32)) <= TOLERANCE
+
+
+# --- the compiled prefill ---------------------------------------------------------------------
+
+# The tiny machine with 28 KiB of activation memory per core: a 40-token prompt runs in two
+# chunks of 20 (the second reads the first's K/V back from HBM and rescales its running
+# attention output, flash-attention style), and every policy's decode step still fits.
+PREFILL_MACHINE = TINY_MACHINE.replace(
+    "cores = 4\n", "cores = 4\nactivation_memory_bytes = 28672\n"
+)
+LONG_PROMPT = 40
+LONG_TOKENS = [(7 * i + 3) % 128 for i in range(LONG_PROMPT)] + [5, 17, 3]
+
+
+@pytest.fixture(scope="module")
+def prefill_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("hw") / "prefill.toml"
+    path.write_text(PREFILL_MACHINE)
+    return str(path)
+
+
+@dataclass
+class LongModel:
+    """A tiny model with 64 positions on disk, its weights, and the reference logits of
+    `LONG_TOKENS`."""
+
+    config: object
+    folder: Path
+    weights: object
+    reference: np.ndarray
+
+
+@pytest.fixture(scope="module", params=["opt-pre-ln", "llama-gqa"])
+def long_model(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> LongModel:
+    folder = tmp_path_factory.mktemp(f"long-{request.param}")
+    entries = {**CONFIGS[request.param], "max_position_embeddings": 64}
+    config = config_from_dict(entries, request.param, request.param)
+    save_model(folder, entries, random_weights(config, seed=11, std=0.2))
+    reference = reference_logits(*load_checkpoint(folder), LONG_TOKENS).astype(np.float32)
+    return LongModel(config, folder, load_weights(config, folder), reference)
+
+
+def compile_prefill(
+    model: LongModel, hw: str, policy: str = "hpim", all_logits: bool = True
+) -> ModuleOp:
+    module = build_module(model.config, "prefill", prompt=LONG_PROMPT)
+    stages = HpimLowerPass(hw=hw, policy=policy, kv_cache="hbm").stages("prefill")
+    stages[-1] = ConvertPimToIsaPass(hw=hw, all_logits=all_logits)
+    for stage in stages:
+        stage.apply(Context(), module)
+    return module
+
+
+def compile_decode(
+    model: LongModel, hw: str, policy: str = "hpim", pipeline: bool = True
+) -> ModuleOp:
+    module = build_module(model.config, "decode", prompt=1)
+    HpimLowerPass(hw=hw, policy=policy, pipeline=pipeline, kv_cache="hbm").apply(Context(), module)
+    return module
+
+
+def prefill_then_decode(
+    model: LongModel, prefill: ModuleOp | None, decode: ModuleOp, hw: str
+) -> np.ndarray:
+    """Every position's logits: the prompt through the compiled prefill (or, without one,
+    through the decode step), the rest teacher-forced through the decode step."""
+    machine = IsaMachine(decode, model.weights, load_hardware(hw))
+    if prefill is None:
+        rows = [machine.step(t) for t in LONG_TOKENS[:LONG_PROMPT]]
+    else:
+        first = IsaMachine(prefill, model.weights, load_hardware(hw))
+        rows = list(first.prefill(LONG_TOKENS[:LONG_PROMPT]))
+        machine.continue_from(first)
+    rows += [machine.step(t) for t in LONG_TOKENS[LONG_PROMPT:]]
+    return np.stack(rows).astype(np.float32)
+
+
+def _sections(module: ModuleOp) -> set[str]:
+    return {op.properties["section"].data for op in module.ops if "section" in op.properties}
+
+
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipeline", "no-pipeline"])
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_the_compiled_prefill_computes_the_model(
+    long_model: LongModel, prefill_machine: str, policy: str, pipeline: bool
+) -> None:
+    try:
+        prefill = compile_prefill(long_model, prefill_machine, policy)
+    except PrefillOnHbm:  # GEMMs on HBM-PIM: its prefill runs as decode steps (hpim run)
+        prefill = None
+    else:
+        assert {"layers.0", "layers.1", "epilogue.1"} <= _sections(prefill)  # two chunks
+    decode = compile_decode(long_model, prefill_machine, policy, pipeline)
+    got = prefill_then_decode(long_model, prefill, decode, prefill_machine)
+    assert got.shape == long_model.reference.shape == (len(LONG_TOKENS), 128)
+    assert relative_error(got, long_model.reference) <= TOLERANCE
+
+
+def test_the_timing_prefill_computes_the_last_token(
+    long_model: LongModel, prefill_machine: str
+) -> None:
+    # Without all-logits the program computes the LM head for the last token only.
+    prefill = compile_prefill(long_model, prefill_machine, all_logits=False)
+    assert "epilogue" in _sections(prefill)
+    machine = IsaMachine(prefill, long_model.weights, load_hardware(prefill_machine))
+    got = machine.prefill(LONG_TOKENS[:LONG_PROMPT]).astype(np.float32)
+    assert got.shape == (1, 128)
+    expected = long_model.reference[LONG_PROMPT - 1 : LONG_PROMPT]
+    assert relative_error(got, expected) <= TOLERANCE
+
+
+def test_a_corrupted_prefill_annotation_breaks_agreement(
+    long_model: LongModel, prefill_machine: str
+) -> None:
+    # The second chunk's softmax over its own keys starts afresh instead of going on from
+    # the earlier keys' running max and sum: the output of the earlier block is dropped.
+    prefill = compile_prefill(long_model, prefill_machine)
+    continued = [
+        op for op in _instructions(prefill, "sram_isa.vcu")
+        if op.attributes["data"].data.get("online") == IntegerAttr(1, 64)
+    ]
+    assert continued
+    for softmax in continued:
+        _set(softmax, online=0)
+    decode = compile_decode(long_model, prefill_machine)
+    got = prefill_then_decode(long_model, prefill, decode, prefill_machine)
+    assert relative_error(got, long_model.reference) > 5 * TOLERANCE
+
+
+def test_a_read_of_unwritten_cache_positions_is_caught(
+    long_model: LongModel, prefill_machine: str
+) -> None:
+    # The second chunk reads the earlier keys one position on: past what the first wrote.
+    prefill = compile_prefill(long_model, prefill_machine)
+    reads = [
+        op for op in _instructions(prefill, "hbm_isa.read") if "keys" in op.attributes["data"].data
+    ]
+    assert reads
+    for read in reads:
+        _set(read, first=1)
+    machine = IsaMachine(prefill, long_model.weights, load_hardware(prefill_machine))
+    with pytest.raises(HpimError, match="reads positions of @key_cache never written"):
+        machine.prefill(LONG_TOKENS[:LONG_PROMPT])
+
+
+def test_a_prefill_gemm_before_its_weight_tile_is_caught(
+    long_model: LongModel, prefill_machine: str
+) -> None:
+    # Without its wait, the first tile's load could run before HBM-PIM has read the tile.
+    prefill = compile_prefill(long_model, prefill_machine)
+    wait = next(op for op in prefill.walk() if op.name == "sram_isa.wait")
+    wait.detach()
+    wait.erase()
+    machine = IsaMachine(prefill, long_model.weights, load_hardware(prefill_machine))
+    with pytest.raises(HpimError, match="reads element 0 of .* before it was produced"):
+        machine.prefill(LONG_TOKENS[:LONG_PROMPT])
+
+
+@settings(max_examples=6, deadline=None)
+@given(prompt=st.integers(2, 60), data=st.data())
+def test_any_prompt_length_computes_the_model(
+    long_model: LongModel, prefill_machine: str, prompt: int, data: st.DataObject
+) -> None:
+    # Chunks of any size (an uneven last one, one chunk, several), against the llm
+    # interpreter's prefill of the same prompt.
+    tokens = data.draw(st.lists(st.integers(0, 127), min_size=prompt, max_size=prompt))
+    module = build_module(long_model.config, "prefill", prompt=prompt)
+    stages = HpimLowerPass(hw=prefill_machine, kv_cache="hbm").stages("prefill")
+    stages[-1] = ConvertPimToIsaPass(hw=prefill_machine, all_logits=True)
+    for stage in stages:
+        stage.apply(Context(), module)
+    machine = IsaMachine(module, long_model.weights, load_hardware(prefill_machine))
+    got = machine.prefill(tokens).astype(np.float32)
+    expected, _ = run_prefill(
+        build_module(long_model.config, "prefill", prompt=prompt), long_model.weights, tokens
+    )
+    assert relative_error(got, np.asarray(expected, np.float32)) <= TOLERANCE

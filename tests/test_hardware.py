@@ -42,6 +42,8 @@ def error_of(path: Path) -> str:
 
 def test_the_presets_shipped() -> None:
     assert preset_names() == [
+        "attacc-like",  # another design: an A100-class GPU + HBM3-PIM, tests/test_designs.py
+        "cxl-pnm-like",  # another design: LPDDR5X timing, tests/test_designs.py
         "hbm3-5.2gbps",
         "hbm3-5.2gbps-npc",
         "hbm3-6.4gbps",
@@ -273,7 +275,7 @@ def test_missing_tables_are_named(tmp_path: Path) -> None:
 
 
 def test_unknown_spec_and_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(HpimError, match=r"unknown hardware 'hbm4': not a preset \(hbm3-5.2gbps, "):
+    with pytest.raises(HpimError, match=r"unknown hardware 'hbm4': not a preset \(attacc-like, cxl-pnm-like, hbm3-5.2gbps, "):
         load_hardware("hbm4")
     missing = tmp_path / "none.toml"
     with pytest.raises(HpimError, match=f"^{re.escape(str(missing))}: hardware file not found$"):

@@ -44,6 +44,7 @@ def test_logits_match_the_reference(capsys, folder: Path) -> None:
     logits = np.array(report["logits"], dtype=np.float32)
     expected = reference_logits(*load_checkpoint(folder), TOKENS)
     assert report["tokens"] == TOKENS and report["generated"] == []
+    assert report["prefill"] == "compiled"  # rows 0 and 1 from the compiled prefill
     assert logits.shape == (len(TOKENS), CONFIGS[NAME]["vocab_size"])
     assert np.abs(logits - expected).max() <= TOLERANCE * np.abs(expected).max()
 
@@ -65,6 +66,32 @@ def test_policy_and_pipeline_options(capsys, folder: Path, policy: str) -> None:
     )
     a, b = np.array(plain["logits"]), np.array(other["logits"])
     assert np.abs(a - b).max() <= TOLERANCE * np.abs(a).max()
+
+
+@pytest.mark.parametrize(
+    ("options", "prefill"),
+    [
+        ((), "compiled"),
+        (("--no-pipeline",), "compiled"),
+        (("--policy", "serial"), "compiled"),
+        # HBM-PIM has no GEMM, and the prefill with an SRAM-resident cache is not lowered:
+        # the prompt goes through the decode step token by token.
+        (("--policy", "hbm-only"), "decode steps"),
+        (("--kv-cache", "sram"), "decode steps"),
+    ],
+)
+def test_the_prompt_through_the_compiled_prefill(
+    capsys, folder: Path, options: tuple[str, ...], prefill: str
+) -> None:
+    tokens = ",".join(map(str, TOKENS))
+    report = run_json(capsys, folder, "--tokens", tokens, "--prompt-len", "4", *options)
+    assert report["prefill"] == prefill
+    # A one-token prompt is a decode step (its projections are GEMVs on HBM-PIM).
+    one = run_json(capsys, folder, "--tokens", tokens, "--prompt-len", "1", *options)
+    assert one["prefill"] == "decode steps"
+    logits = np.array(report["logits"], dtype=np.float32)
+    expected = reference_logits(*load_checkpoint(folder), TOKENS)
+    assert np.abs(logits - expected).max() <= TOLERANCE * np.abs(expected).max()
 
 
 def test_greedy_generation(capsys, folder: Path) -> None:
@@ -90,7 +117,7 @@ def test_text_output(capsys, folder: Path) -> None:
                 "--tokens",
                 "1,2",
                 "--prompt-len",
-                "1",
+                "2",
                 "--generate",
                 "2",
             ]
@@ -98,7 +125,9 @@ def test_text_output(capsys, folder: Path) -> None:
         == 0
     )
     out = capsys.readouterr().out
-    assert out.startswith(f"{folder.name}: 2 tokens (1 prompt) on hpim, policy hpim")
+    assert out.startswith(
+        f"{folder.name}: 2 tokens (2 prompt, compiled prefill) on hpim, policy hpim"
+    )
     assert "after token   1 (     2): predicts" in out
     assert out.splitlines()[-1].startswith("generated: ")
 

@@ -2,11 +2,17 @@
 computed by its compiled program (`hpim_ir.sim.functional.isa`).
 
 The model folder holds `config.json` and `model.safetensors` (Hugging Face layout), or only
-`config.json` with `--seed S` for random weights. The decode step is compiled for the machine
-(`--hw`, `--policy`, `--no-pipeline`, `--kv-cache`, as `hpim compile`) and every token is
-stepped through it: the first K as the prompt, the rest teacher-forced, then `--generate N`
-greedy tokens. The prompt goes through the decode program one token at a time (the same
-values a prefill computes): the compiled prefill program's values are not checked yet.
+`config.json` with `--seed S` for random weights. The prefill (for the K prompt tokens) and
+the decode step are compiled for the machine (`--hw`, `--policy`, `--no-pipeline`,
+`--kv-cache`, as `hpim compile`); the prompt runs through the compiled prefill, compiled with
+`all_logits` so that it computes every prompt token's logits (one row per position, from the
+program itself; the timing path computes the last token's only), and its KV cache in HBM is
+where the decode step goes on from: the rest of the tokens teacher-forced, then
+`--generate N` greedy tokens. Where the prefill is not lowered (its projections placed on
+HBM-PIM: the `hbm-only` policy, or a one-token prompt, which is a decode step; a KV cache
+resident in SRAM-PIM) the prompt goes through the decode step one token at a time, as
+`hpim simulate` times such a prefill. The output and `--json` (`"prefill"`: `compiled` or
+`decode steps`) say which.
 """
 
 import argparse
@@ -49,6 +55,7 @@ def _tokens(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import replace
     from pathlib import Path
 
     import numpy as np
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from hpim_ir.errors import HpimError
     from hpim_ir.frontend import build_module, load_config
     from hpim_ir.hardware import load_hardware
+    from hpim_ir.passes.lower_sram_linear import KvCacheInSram, PrefillOnHbm
     from hpim_ir.sim.functional.isa import IsaMachine
     from hpim_ir.weights import load_weights, random_weights
 
@@ -93,8 +101,25 @@ def run(args: argparse.Namespace) -> int:
     args.granularity, args.max_context = "tile", 0
     for stage in lower_pass(args).stages():
         stage.apply(Context(), module)
-    machine = IsaMachine(module, weights, load_hardware(args.hw))
-    rows = np.stack([machine.step(token) for token in tokens]).astype(np.float32)
+    hw = load_hardware(args.hw)
+    machine = IsaMachine(module, weights, hw)
+    prompt = tokens[: args.prompt_len]
+    try:
+        prefill = build_module(config, phase="prefill", prompt=args.prompt_len)
+        stages = lower_pass(args).stages("prefill")
+        stages[-1] = replace(stages[-1], all_logits=True)  # convert-pim-to-isa
+        for stage in stages:
+            stage.apply(Context(), prefill)
+    except (PrefillOnHbm, KvCacheInSram):
+        prefill = None  # the prompt token by token through the decode step
+    if prefill is not None:
+        first = IsaMachine(prefill, weights, hw)
+        prompt_rows = list(first.prefill(prompt))
+        machine.continue_from(first)
+    else:
+        prompt_rows = [machine.step(token) for token in prompt]
+    rest = [machine.step(token) for token in tokens[args.prompt_len :]]
+    rows = np.stack(prompt_rows + rest).astype(np.float32)
     generated: list[int] = []
     last = rows[-1]
     for count in range(args.generate):
@@ -102,11 +127,14 @@ def run(args: argparse.Namespace) -> int:
         if count + 1 < args.generate:
             last = machine.step(generated[-1])
     if args.json:
-        print(json.dumps({"tokens": tokens, "generated": generated, "logits": rows.tolist()}))
+        how = "compiled" if prefill is not None else "decode steps"
+        report = {"tokens": tokens, "prefill": how, "generated": generated, "logits": rows.tolist()}
+        print(json.dumps(report))
         return 0
     print(
-        f"{config.name}: {len(tokens)} tokens ({args.prompt_len} prompt) on {args.hw}, "
-        f"policy {module.attributes['hpim.policy'].data}"
+        f"{config.name}: {len(tokens)} tokens ({args.prompt_len} prompt"
+        f"{', compiled prefill' if prefill is not None else ', prefill as decode steps'}) "
+        f"on {args.hw}, policy {module.attributes['hpim.policy'].data}"
     )
     for position, row in enumerate(rows):
         best = int(np.argmax(row))

@@ -1,7 +1,9 @@
 """Functional execution of a compiled program: the ISA instructions compute real values.
 
 `IsaMachine` runs a decode step compiled by `convert-pim-to-isa` (both instruction streams,
-every section) with numpy, one instruction at a time, as the hardware would compute it. What
+every section) with numpy, one instruction at a time, as the hardware would compute it; on
+a compiled prefill (`IsaMachine.prefill`) it runs the prompt's chunks, leaving the prompt's
+K/V in the KV cache in HBM, where a decode step's machine goes on (`continue_from`). What
 an instruction computes on is named by its `data` attribute (written by the compiler; the
 timing simulator ignores it; docs/functional.md lists the entries): the weight rows a `gemv`
 multiplies, the slice of a value a `load_gb` or `load` brings, the value a `readout` or
@@ -15,7 +17,10 @@ The machine state:
   element marked when it has been produced; the context pieces `read` streams out;
 - SRAM-PIM: per buffer the part of its value each core holds (`[cores, count]` FP16; the
   attention scores `[cores, heads per core, context slice]`), the gathered statistics of the
-  all-gathers, the KV cache resident in the macros (FP16, by layer and position).
+  all-gathers, the KV cache resident in the macros (FP16, by layer and position). A
+  prefill's buffers (and a streamed linear's tiles) hold whole `[tokens, features]` values,
+  the TCU's FP32 accumulators of a streamed linear, the attention scores per core with the
+  positions they compare; the online softmax keeps each core's running max and sum.
 
 Order: the two streams run as the central scheduler runs them (`hpim_ir.sim.scheduler`),
 each until it waits for a token not yet raised (or has raised one), then the other; tokens
@@ -27,7 +32,8 @@ hardware could run it before the value exists), never a stale value.
 
 Arithmetic: a product of two FP16 values is exact in FP32 (22 significant bits), sums
 accumulate in FP32, every stored result (readout, buffers, caches) is FP16; vector functions
-compute in FP32 (`kernels.py`) from FP16 operands.
+compute in FP32 (`kernels.py`) from FP16 operands; a TCU `gemm` takes FP16 inputs into FP32
+accumulators and stores FP16.
 """
 
 from __future__ import annotations
@@ -96,6 +102,8 @@ class _Linked:
     values: np.ndarray
     side: str
     stamp: np.ndarray
+    meta: tuple | None = None
+    """A weight tile's (weight, output columns, first input row)."""
 
     @staticmethod
     def empty(size: int, side: str) -> _Linked:
@@ -111,6 +119,13 @@ class _Buffer:
     count: int
     length: int = 0
     """The value's element count (padding past it is no part of it)."""
+    whole: np.ndarray | None = None
+    """A prefill buffer (`data` `holds`): the value it holds, `[tokens, features]`."""
+    meta: tuple | dict | None = None
+    """A prefill weight tile's (weight, columns, first row), a gathered input slice's first
+    column, the scores per core."""
+    acc: np.ndarray | None = None
+    """A GEMM result's FP32 accumulators (across the tiles of a streamed linear)."""
 
     def elements(self, core: int) -> np.ndarray:
         """The value's element index of each entry of core `core`'s part."""
@@ -153,6 +168,8 @@ class IsaMachine:
         self.capacity = int(self.model["max_positions"])
         self.caches: dict[tuple[str, str, int], np.ndarray] = {}  # (hbm|sram, cache, layer)
         self.position = 0
+        self.sequence: list[int] = []  # the tokens run so far
+        self.logit_rows: list[np.ndarray] = []  # a prefill's logits, as their buffers free
         hbm = self.hw.hbm
         self.banks = hbm.banks_per_channel
         self.channels = hbm.total_channels
@@ -161,7 +178,11 @@ class IsaMachine:
         # Output groups per bank: the accumulators of the largest weight GEMV.
         records = self.program.hbm.records
         self.groups = max(
-            [d["group"] + int(r["n"]) for r, d in zip(records, self.hbm_data) if d and "w" in d],
+            [
+                d["group"] + int(r["n"])
+                for r, d in zip(records, self.hbm_data)
+                if d and "group" in d
+            ],
             default=1,
         )
 
@@ -176,11 +197,43 @@ class IsaMachine:
                 f"position {self.position} is beyond the model's {self.capacity} positions"
             )
         step = self.program.step(self.hw, ctx=self.position)
+        self.sequence.append(token)
         self._begin(step, token)
         self._run(step)
         logits = self._logits()
         self.position += 1
         return logits
+
+    def prefill(self, tokens: Sequence[int]) -> np.ndarray:
+        """Run a compiled prefill (`func @prefill`, compiled for `len(tokens)` tokens) on the
+        prompt from position 0: the logits it computes (`[rows, vocab]`: every token's with
+        `all_logits`, else the last token's), and the KV caches in HBM hold the prompt, so
+        `continue_from` a decode step's machine goes on from them."""
+        for token in tokens:
+            if not 0 <= token < self.vocab:
+                raise HpimError(f"token id {token} is outside the vocabulary (0..{self.vocab - 1})")
+        compiled = max(
+            (d["first"] + d["tokens"] for d in self.hbm_data if d and "tokens" in d), default=0
+        )
+        if self.position or len(tokens) != compiled:
+            raise HpimError(
+                f"the prefill is compiled for a prompt of {compiled} tokens from position 0; "
+                f"got {len(tokens)} at position {self.position}"
+            )
+        self.sequence = list(tokens)
+        step = self.program.step(self.hw, ctx=0)
+        self._begin(step, self.sequence[-1])
+        self.logit_rows = []
+        self._run(step)
+        if not self.logit_rows:
+            raise HpimError(f"no SRAM-PIM buffer held the logits ({self.logits_name})")
+        self.position = len(tokens)
+        return np.stack(self.logit_rows)
+
+    def continue_from(self, other: IsaMachine) -> None:
+        """Go on after `other` (a prefill's machine): its tokens and KV caches."""
+        self.caches, self.sequence = other.caches, list(other.sequence)
+        self.position = other.position
 
     def _begin(self, step: MachineStep, token: int) -> None:
         """The state of one step: everything but the KV caches starts empty."""
@@ -199,6 +252,7 @@ class IsaMachine:
         self.buffers: dict[int, _Buffer] = {}
         self.gathered: dict[tuple[int, int], tuple[str, np.ndarray, int]] = {}
         self.cache_layout: dict[int, dict] = {}
+        self.online: dict[tuple[int, int], tuple] = {}  # (core, phase) -> max, sum, factor
 
     def _run(self, step: MachineStep) -> None:
         """Both streams in an order the central scheduler could produce: each runs until it
@@ -325,17 +379,41 @@ class IsaMachine:
         elif op == HbmOp.GEMV:
             self._attention_gemv(record, data, layer, where)
         elif op == HbmOp.READOUT and "table" in data:
-            index_value = self.token if data["index"] == "token" else self.position
-            row = self._weight(data["table"], 0, 3)[index_value + data["offset"]]
+            if "tokens" in data:  # a prefill's chunk of the prompt
+                first, count = data["first"], data["tokens"]
+                if first + count > len(self.sequence):
+                    raise HpimError(
+                        f"{where} looks up tokens {first}..{first + count - 1} of a prompt of "
+                        f"{len(self.sequence)}"
+                    )
+                positions = np.arange(first, first + count)
+            else:
+                positions = np.array([self.position])
+            token = data["index"] == "token"
+            indices = np.asarray(self.sequence)[positions] if token else positions
+            row = self._weight(data["table"], 0, 3)[indices + data["offset"]].reshape(-1)
             linked = self.link[(data["dst"], key)] = _Linked.empty(len(row), "hbm")
             linked.values[:], linked.stamp[:] = row, self.raised["hbm"]
         elif op == HbmOp.READOUT:
             self._readout(record, data, key, where)
-        elif op == HbmOp.WRITE:
+        elif op == HbmOp.WRITE:  # the step's K (V) row, or a prefill chunk's rows
             source = self._linked(data["src"], key, where)
             row = self._receive(source, np.arange(len(source.values)), "hbm", data["src"], where)
-            cache = self._cache("hbm", data["cache"], layer, len(row))
-            cache[self.position] = row
+            width = data.get("width", len(row))
+            cache = self._cache("hbm", data["cache"], layer, width)
+            first = data.get("first", self.position)
+            cache[first : first + len(row) // width] = row.reshape(-1, width)
+        elif op == HbmOp.READ and "w" in data:
+            self._read_tile(data, layer, key)
+        elif op == HbmOp.READ and "dst" in data:  # a prefill's earlier keys (values)
+            if ("hbm", data["cache"], layer) not in self.caches:
+                raise HpimError(f"{where} reads @{data['cache']} of layer {layer}, never written")
+            cache = self.caches[("hbm", data["cache"], layer)]
+            rows = cache[data["first"] : data["first"] + data["keys"]]
+            if np.isnan(rows).any():
+                raise HpimError(f"{where} reads positions of @{data['cache']} never written")
+            linked = self.link[(data["dst"], key)] = _Linked.empty(rows.size, "hbm")
+            linked.values[:], linked.stamp[:] = rows.reshape(-1), self.raised["hbm"]
         elif op == HbmOp.READ:
             self._read(data, layer, key)
         else:
@@ -437,6 +515,21 @@ class IsaMachine:
         linked.values[out_t] = out_v.astype(F16)
         linked.stamp[out_t] = self.raised["hbm"]
 
+    def _read_tile(self, data: dict, layer: int, key) -> None:
+        """A tile of a streamed linear's weight read out in normal mode: input rows `at` on of
+        every core's output columns `first` on (core k's from `k * per_core`)."""
+        weight = self._weight(data["w"], layer, 3)
+        outputs = weight.shape[0]
+        columns = (
+            np.arange(0, outputs, data["per_core"])[:, None] + data["first"]
+            + np.arange(data["columns"])[None, :]
+        ).reshape(-1)
+        columns = columns[columns < outputs]
+        tile = weight[columns, data["at"] : data["at"] + data["inputs"]].astype(F16)
+        linked = self.link[(data["dst"], key)] = _Linked.empty(tile.size, "hbm")
+        linked.values[:], linked.stamp[:] = tile.reshape(-1), self.raised["hbm"]
+        linked.meta = (data["w"], columns, data["at"])
+
     def _read(self, data: dict, layer: int, key) -> None:
         """A piece of the context of a cache in HBM streamed towards SRAM-PIM: for each of
         the `split` slices of the context (the cores of a head), its `piece`-th part."""
@@ -467,8 +560,13 @@ class IsaMachine:
             size = Affine(int(record["a0"]), int(record["b0"]), int(record["d0"]))(self.position)
             self._alloc(record, data, size, dst)
         elif op == SramOp.FREE:
-            self.buffers.pop(dst, None)
+            freed = self.buffers.pop(dst, None)
             self.cache_layout.pop(dst, None)
+            if freed is not None and freed.data.get("holds") == self.logits_name:
+                # A prefill's logits: read out of their buffer before it is reused.
+                self.logit_rows.extend(self._whole(freed, where))
+        elif any("holds" in self.buffers[b].data for b in (dst, src0) if b in self.buffers):
+            self._whole_op(op, record, data, cores, dst, src0, src1, layer, key, where)
         elif op == SramOp.BARRIER:
             return
         elif op == SramOp.LOAD:
@@ -496,6 +594,192 @@ class IsaMachine:
         else:
             raise HpimError(f"{where}: functional execution does not support it")
 
+    # -- the prefill: buffers hold whole values ----------------------------------------------
+
+    def _whole(self, buffer: _Buffer, where, last: bool = False) -> np.ndarray:
+        """The value a prefill buffer holds (`last`: its last token only); a decode step's
+        buffer (a streamed linear's input): its cores' parts gathered, as one token."""
+        if "holds" not in buffer.data:
+            return self._gather(buffer, buffer.length, where).reshape(1, -1)
+        if buffer.whole is None:
+            raise HpimError(f"{where} reads {buffer.data['holds']} before anything wrote it")
+        return buffer.whole[-1:] if last else buffer.whole
+
+    def _whole_op(self, op, record, data, cores, dst, src0, src1, layer, key, where) -> None:
+        """An instruction on buffers holding whole `[tokens, features]` values: a prefill's,
+        and a streamed linear's tiles (also in a decode step)."""
+        last = bool(data.get("last"))
+        if op == SramOp.LOAD:
+            target = self._buffer(dst, where)
+            source = self._linked(data["src"], key, where)
+            every = np.arange(len(source.values))
+            values = self._receive(source, every, "sram", data["src"], where)
+            if source.meta is not None:  # a weight tile: [its output columns, its input rows]
+                target.whole = values.reshape(len(source.meta[1]), -1)
+            else:
+                target.whole = values.reshape(-1, data["width"])
+            target.meta = source.meta
+        elif op == SramOp.STORE:
+            values = self._whole(self._buffer(src0, where), where).reshape(-1)
+            linked = self.link[(data["dst"], key)] = _Linked.empty(len(values), "sram")
+            linked.values[:], linked.stamp[:] = values, self.raised["sram"]
+        elif op == SramOp.ALLGATHER and data.get("stat") == "moments":
+            # Each token's sum and sum of squares (FP32), as the cores' partials add up.
+            x = self._whole(self._buffer(src0, where), where, last).astype(F32)
+            moments = np.stack([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
+            self.gathered[(cores.start, cores.stop)] = ("moments", moments, x.shape[1])
+        elif op == SramOp.ALLGATHER:  # a streamed linear's input slice, gathered by every core
+            x = self._whole(self._buffer(src0, where), where, last)
+            target = self._buffer(dst, where)
+            target.whole, target.meta = x[:, data["at"] : data["at"] + data["inputs"]], data["at"]
+        elif op == SramOp.VCU:
+            fn = VcuFn(int(record["kind"]))
+            self._whole_vcu(fn, data, cores, dst, src0, src1, layer, last, where)
+        elif op == SramOp.GEMM and data.get("kind") == "linear":
+            self._tcu_linear(data, cores, dst, src0, src1, layer, where)
+        elif op == SramOp.GEMM:
+            self._tcu_attention(data, cores, dst, src0, src1, where)
+        else:
+            raise HpimError(f"{where}: functional execution does not support it in a prefill")
+
+    def _tcu_linear(self, data, cores, dst, src0, src1, layer, where) -> None:
+        """One tile of a streamed linear on the TCUs: FP16 inputs, FP32 accumulators (from the
+        bias at a column block's first tile), the FP16 result in the buffer (a decode step's:
+        each core's part of it)."""
+        x, w = self._buffer(src0, where), self._buffer(src1, where)
+        target = self._buffer(dst, where)
+        name, columns, at = w.meta
+        if x.meta != at:
+            raise HpimError(
+                f"{where} multiplies input columns from {x.meta} by weight rows from {at}"
+            )
+        inputs = self._whole(x, where)
+        outputs = self._weight(name, layer, 3).shape[0]
+        if target.acc is None or target.acc.shape != (len(inputs), outputs):
+            target.acc = np.full((len(inputs), outputs), np.nan, F32)
+        if data["start"]:
+            bias = self._weight(data["bias"], layer, 2)[columns] if "bias" in data else 0
+            target.acc[:, columns] = bias
+        product = np.asarray(inputs, F32) @ np.asarray(w.whole, F32).T
+        target.acc[:, columns] += product
+        if "holds" in target.data:
+            target.whole = target.acc.astype(F16)
+        else:
+            self._scatter(target, target.acc.astype(F16).reshape(-1), cores)
+
+    def _whole_vcu(self, fn, data, cores, dst, src0, src1, layer, last, where) -> None:
+        """A vector function on whole values (FP32 from FP16, stored FP16)."""
+        target = self._buffer(dst, where)
+        if fn == VcuFn.SOFTMAX:
+            return self._online_softmax(data, target, where)
+        if fn == VcuFn.MUL and data.get("rescale"):
+            return self._rescale(data, cores, target, where)
+        x = self._whole(self._buffer(src0, where), where, last).astype(F32)
+        if fn in (VcuFn.ADD, VcuFn.MUL):
+            z = self._whole(self._buffer(src1, where), where).astype(F32)
+            if z.shape != x.shape:
+                raise HpimError(f"{where}: operands of shapes {x.shape} and {z.shape}")
+            result = x + z if fn == VcuFn.ADD else x * z
+        elif fn == VcuFn.RELU:
+            result = np.maximum(x, 0)
+        elif fn == VcuFn.GELU:
+            result = kernels.gelu(x)
+        elif fn == VcuFn.SILU:
+            result = kernels.silu(x)
+        elif fn == VcuFn.ROPE:
+            result = kernels.rope(x, data["first"], data["heads"], data["theta"])
+        elif fn in (VcuFn.LAYERNORM, VcuFn.RMSNORM):
+            stats = self.gathered.get((cores.start, cores.stop))
+            if stats is None or stats[0] != "moments" or stats[1].shape != (len(x), 2):
+                raise HpimError(f"{where} normalizes without the all-gathered statistics")
+            gamma = self._weight(data["w"], layer, 2).astype(F32)
+            beta = self._weight(data["b"], layer, 2).astype(F32) if "b" in data else None
+            result = _normalize(fn, x, stats[1], stats[2], data["eps"], gamma, beta)
+        else:
+            raise HpimError(f"{where}: functional execution does not support vcu {fn.name.lower()}")
+        target.whole = result.astype(F16)
+
+    def _heads(self, data: dict, core: int, tokens: int) -> tuple[int, np.ndarray]:
+        """The query head core `core` runs in this phase and the chunk's queries it serves."""
+        split = data["cores_per_head"]
+        if split > 1:
+            first = (core % split) * data["queries"]
+            return core // split, np.arange(first, min(first + data["queries"], tokens))
+        return core * data["heads_per_core"] + data["phase"], np.arange(tokens)
+
+    def _tcu_attention(self, data, cores, dst, src0, src1, where) -> None:
+        """q.K^T of each core's head and queries against a block of keys (scores kept per
+        core with the positions they compare), or s.V accumulated into the output."""
+        group = data["heads"] // data["kv_heads"]
+        if data["kind"] == "scores":
+            query = self._whole(self._buffer(src0, where), where)
+            keys = self._whole(self._buffer(src1, where), where)
+            target = self._buffer(dst, where)
+            head_dim = query.shape[1] // data["heads"]
+            target.meta = {"tokens": len(query), "width": query.shape[1], "cores": {}}
+            for core in cores:
+                head, rows = self._heads(data, core, len(query))
+                kv = keys[:, head // group * head_dim : (head // group + 1) * head_dim]
+                q = query[rows, head * head_dim : (head + 1) * head_dim]
+                scores = (np.asarray(q, F32) @ np.asarray(kv, F32).T) * F32(data["scale"])
+                positions = (data["first"] + rows, data["keys_first"] + np.arange(len(keys)))
+                target.meta["cores"][core] = (scores.astype(F16), positions)
+            return
+        probs, values = self._buffer(src0, where), self._whole(self._buffer(src1, where), where)
+        target = self._buffer(dst, where)
+        tokens, width = probs.meta["tokens"], probs.meta["width"]
+        head_dim = width // data["heads"]
+        if target.whole is None:
+            target.whole = np.full((tokens, width), np.nan, F16)
+        for core in cores:
+            head, rows = self._heads(data, core, tokens)
+            p = probs.meta["cores"][core][0]
+            v = values[:, head // group * head_dim : (head // group + 1) * head_dim]
+            out = np.asarray(p, F32) @ np.asarray(v, F32)
+            columns = slice(head * head_dim, (head + 1) * head_dim)
+            if data["accumulate"]:
+                out += target.whole[rows, columns].astype(F32)
+            target.whole[rows, columns] = out.astype(F16)
+
+    def _online_softmax(self, data, scores: _Buffer, where) -> None:
+        """Each core's scores of a block of keys, flash-attention style: the causal mask by
+        position, the running max and sum of each query row (kept per core and phase) updated
+        with the block, the block's probabilities under them (FP16), and the factor the
+        running output is rescaled by (`_rescale`)."""
+        if not isinstance(scores.meta, dict):
+            raise HpimError(f"{where}: a softmax of scores never computed")
+        for core, (block, (queries, keys)) in scores.meta["cores"].items():
+            s = np.where(keys[None, :] > queries[:, None], -np.inf, block.astype(F32))
+            peak = s.max(axis=1)
+            total = np.zeros(len(s), F32)
+            if data["online"]:
+                if (core, data["phase"]) not in self.online:
+                    raise HpimError(f"{where} goes on from core {core}'s softmax, never begun")
+                old_peak, old_total, _ = self.online[(core, data["phase"])]
+                peak = np.maximum(peak, old_peak)
+                total = old_total * np.exp(old_peak - peak)
+            safe = np.where(np.isfinite(peak), peak, 0)
+            p = np.exp(s - safe[:, None])
+            new_total = total + p.sum(axis=1, dtype=F32)
+            # The running output holds old_total's share; it becomes new_total's.
+            factor = np.where(new_total > 0, total / np.where(new_total > 0, new_total, 1), 0)
+            self.online[(core, data["phase"])] = (peak, new_total, factor)
+            scores.meta["cores"][core] = ((p / new_total[:, None]).astype(F16), (queries, keys))
+
+    def _rescale(self, data, cores, out: _Buffer, where) -> None:
+        """The running attention output of each core's head and queries, times the factor its
+        last softmax block computed."""
+        width = self._whole(out, where).shape[1]
+        head_dim = width // data["heads"]
+        for core in cores:
+            if (core, data["phase"]) not in self.online:
+                raise HpimError(f"{where} rescales core {core}'s output before any softmax")
+            head, rows = self._heads(data, core, len(out.whole))
+            factor = self.online[(core, data["phase"])][2]
+            columns = slice(head * head_dim, (head + 1) * head_dim)
+            scaled = out.whole[rows, columns].astype(F32) * factor[:, None]
+            out.whole[rows, columns] = scaled.astype(F16)
+
     def _buffer(self, number: int, where: str) -> _Buffer:
         """A live activation-memory buffer, or an error naming the instruction."""
         if number not in self.buffers:
@@ -507,6 +791,9 @@ class IsaMachine:
         resident cache it holds."""
         if int(record["kind"]) == Space.PIM:
             self.cache_layout[number] = data
+            return
+        if "holds" in data:  # a prefill's buffer: a whole value once written
+            self.buffers[number] = _Buffer(data, np.zeros((self.cores, 0), F16), 0)
             return
         if "cores_per_head" in data:  # attention scores: [cores, heads per core, slice]
             chunk = -(-(self.position + 1) // data["cores_per_head"])
@@ -617,12 +904,8 @@ class IsaMachine:
         _, partial, n = stats
         total = partial.sum(axis=0, dtype=F32)
         gamma = self._parameter(data["w"], layer, source, cores)
-        if fn == VcuFn.RMSNORM:
-            return x / np.sqrt(total[1] / F32(n) + F32(data["eps"])) * gamma
-        mean = total[0] / F32(n)
-        variance = total[1] / F32(n) - mean * mean
-        beta = self._parameter(data["b"], layer, source, cores)
-        return (x - mean) / np.sqrt(variance + F32(data["eps"])) * gamma + beta
+        beta = self._parameter(data["b"], layer, source, cores) if "b" in data else None
+        return _normalize(fn, x, total, n, data["eps"], gamma, beta)
 
     def _allgather(self, data, cores, src0, where) -> None:
         """Each core's partial statistics of its part of the value, gathered by all."""
@@ -748,6 +1031,16 @@ class IsaMachine:
     def _query_head(self, buffer: _Buffer, core: int, phase: int, head_dim: int) -> int:
         """The query head a core runs in phase `phase` (its first head, plus the phase)."""
         return int(buffer.elements(core)[0]) // head_dim + phase
+
+
+def _normalize(fn, x, moments, n: int, eps: float, gamma, beta) -> np.ndarray:
+    """LayerNorm / RMSNorm of `x` from its rows' gathered `moments` (`[..., 2]`: the sum and
+    the sum of squares over `n` features), in FP32."""
+    squares = moments[..., 1:2] / F32(n)
+    if fn == VcuFn.RMSNORM:
+        return x / np.sqrt(squares + F32(eps)) * gamma
+    mean = moments[..., 0:1] / F32(n)
+    return (x - mean) / np.sqrt(squares - mean * mean + F32(eps)) * gamma + beta
 
 
 def _layout(buffer: _Buffer) -> tuple[int, ...]:
