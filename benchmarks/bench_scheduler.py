@@ -5,7 +5,8 @@ Workload: `hpim compile MODEL` (default OPT-30B on `hpim`, the KV cache where th
 keeps it: in HBM, read out per layer and streamed through the macros), one decode step at
 each `--ctx`. Measured (median of `--runs`, after one warm-up): making the step (binding,
 unrolling, renumbering), and the whole simulation (both engines, the scheduler, the
-reports); the unrolled records and instructions, and the step's simulated time.
+reports) in wall-clock and in CPU time (the process's: steadier on a shared machine); the
+unrolled records and instructions, and the step's simulated time.
 
     python benchmarks/bench_scheduler.py [--model opt-30b] [--ctx 256 1024 2000] [--runs 3]
         [--profile]
@@ -45,20 +46,22 @@ def main() -> None:
     program = compile_step(args.model, args.hw, args.kv_cache)
     print(f"{args.model} on {args.hw}: compiled in {time.perf_counter() - started:.2f} s")
     for ctx in args.ctx:
-        step_times, run_times = [], []
+        step_times, run_times, cpu_times = [], [], []
         for _ in range(args.runs + 1):
             started = time.perf_counter()
             step = program.step(hw, ctx)
             step_times.append(time.perf_counter() - started)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = simulate_machine(program, hw, ctx)
             run_times.append(time.perf_counter() - started)
+            cpu_times.append(time.process_time() - cpu)
         instructions = sum(result.sram.instructions)
         print(
             f"ctx {ctx:>5}: {len(step.hbm.records):,} HBM-PIM + {len(step.sram.records):,} "
             f"SRAM-PIM records ({instructions:,} instructions); step made in "
             f"{statistics.median(step_times[1:]) * 1000:.1f} ms, simulated in "
-            f"{statistics.median(run_times[1:]):.3f} s; the step takes "
+            f"{statistics.median(run_times[1:]):.3f} s (CPU "
+            f"{statistics.median(cpu_times[1:]):.3f} s); the step takes "
             f"{result.ns / 1e6:.3f} ms, overlap {result.overlap_ns / 1e6:.3f} ms"
         )
     if args.profile:

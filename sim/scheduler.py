@@ -250,20 +250,10 @@ class Scheduler:
         """Run the SRAM-PIM side until it raises `token` (the HBM-PIM side waits for it);
         its cycle. Stops at the first event cycle that raises it, so the SRAM-PIM side
         never runs past a time at which the resumed HBM-PIM side may raise a token."""
-        sram = self.sram
-        while True:
-            if sram is not None:
-                sram.advance(sram.now)  # what is runnable now, and events of this cycle
-                if token in sram.raised:
-                    return sram.raised[token]
-                upcoming = sram.next_event
-            else:
-                upcoming = None
-            if upcoming is None:
-                raise HpimError(self._hbm_deadlock(token))
-            sram.advance(upcoming)
-            if token in sram.raised:
-                return sram.raised[token]
+        cycle = self.sram.advance_until_raised(token) if self.sram is not None else None
+        if cycle is None:
+            raise HpimError(self._hbm_deadlock(token))
+        return cycle
 
     # -- deadlocks ---------------------------------------------------------------------------
 
@@ -326,18 +316,23 @@ class Scheduler:
         end_units = max(hbm.cycles * hbm_unit, sram_cycles * sram_unit)
         ns = float(end_units * clocks.unit_ns)
         # Signals, waits and cross-channel barriers do no work: a point, when they take effect.
-        timeline = hbm.timeline.copy()
-        sync = timeline["channel"] < 0
-        timeline["start"][sync] = timeline["end"][sync]
-        hbm_start, hbm_end = _per_record(len(step.hbm.records), timeline["record"], timeline)
-        items = timeline[~sync]
+        timeline = hbm.timeline
+        channel, end = timeline["channel"], timeline["end"]
+        work = channel >= 0
+        start = np.where(work, timeline["start"], end)
+        hbm_start, hbm_end = _per_record(len(step.hbm.records), timeline["record"], start, end)
+        channel, start, end = channel[work], start[work], end[work]
         # By channel, records in order: a channel issues in order, so its starts ascend.
-        items = items[np.argsort(items["channel"].astype(np.int16), kind="stable")]
-        hbm_busy, hbm_spans = _busy(items["channel"], items["start"], items["end"], hw.hbm.total_channels)
+        order = np.argsort(channel.astype(np.int16), kind="stable")
+        hbm_busy, hbm_spans = _busy(
+            channel[order], start[order], end[order], hw.hbm.total_channels
+        )
         hbm_intervals = _union(hbm_spans[0] * hbm_unit, hbm_spans[1] * hbm_unit)
         if sram is not None:
             lines = sram.timeline
-            sram_start, sram_end = _per_record(len(step.sram.records), lines["record"], lines)
+            sram_start, sram_end = _per_record(
+                len(step.sram.records), lines["record"], lines["start"], lines["end"]
+            )
             sram_busy, sram_spans = _busy(lines["core"], lines["start"], lines["end"], hw.sram.cores)
             sram_intervals = _union(sram_spans[0] * sram_unit, sram_spans[1] * sram_unit)
             overlap = float(_overlap(hbm_intervals, sram_intervals) * clocks.unit_ns)
@@ -418,12 +413,14 @@ def _check_raisers(step: MachineStep) -> None:
 # -- intervals --------------------------------------------------------------------------------
 
 
-def _per_record(count: int, record: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per record: the earliest start and the latest end of its entries in `timeline`."""
+def _per_record(
+    count: int, record: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: the earliest of its entries' `starts` and the latest of their `ends`."""
     start = np.full(count, np.iinfo(np.int64).max, dtype=np.int64)
     end = np.zeros(count, dtype=np.int64)
-    np.minimum.at(start, record, timeline["start"])
-    np.maximum.at(end, record, timeline["end"])
+    np.minimum.at(start, record, starts)
+    np.maximum.at(end, record, ends)
     start[start == np.iinfo(np.int64).max] = 0
     return start, end
 

@@ -50,7 +50,7 @@ RAW_KINDS = {
 }
 """Raw instructions: one command each, its row, column and bank those of the record."""
 
-_OWN_ROW = frozenset({Cmd.ACT_AB, Cmd.MAC_AB, Cmd.ACT, Cmd.RD, Cmd.WR, Cmd.RDA, Cmd.WRA})
+ROW_COMMANDS = frozenset({Cmd.ACT_AB, Cmd.MAC_AB, Cmd.ACT, Cmd.RD, Cmd.WR, Cmd.RDA, Cmd.WRA})
 """Commands whose trace line carries the row of the instruction they serve."""
 
 
@@ -78,6 +78,10 @@ class ChannelController:
         self.log: list[tuple] | None = None
         """When a list: every command issued, as (cycle, command, row, column, bank,
         by_controller)."""
+        self.reopen_last: int | None = None
+        """The last refresh's last reopened row: its ACT's issue cycle (None: none)."""
+        self.reopen_cut = False
+        """Whether the last refresh left rows closed that were open (see `_refresh`)."""
 
     def begin_item(self) -> None:
         """The next commands serve a new program instruction (see `span`)."""
@@ -109,7 +113,7 @@ class ChannelController:
             self._issue(
                 cmd,
                 t,
-                row if cmd in _OWN_ROW else -1,
+                row if cmd in ROW_COMMANDS else -1,
                 col if own else -1,
                 bank if cmd in BANK_COMMANDS else -1,
                 by_controller=not own,
@@ -151,13 +155,16 @@ class ChannelController:
         t = max(device.earliest(Cmd.REF_AB, -1, -1), self.t_last, due)
         self._issue(Cmd.REF_AB, t, -1, -1, -1, by_controller=True, refresh=True)
         self.next_refresh = due + self.rules.refresh_interval
+        self.reopen_last, self.reopen_cut = None, False
         for bank, row in reopen:
             t = max(device.earliest(Cmd.ACT, row, bank), self.t_last)
             # Only while the pending command surely still fits before the next refresh
             # (otherwise the reopened rows could push it past, refresh after refresh).
             if t + self.rules.refresh_turn >= self.next_refresh:
+                self.reopen_cut = True
                 break
             self._issue(Cmd.ACT, t, row, -1, bank, by_controller=True, refresh=True)
+            self.reopen_last = t
 
     def _issue(
         self,

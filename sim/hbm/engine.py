@@ -230,21 +230,36 @@ class HbmSimulation:
         return True
 
     def timeline(
-        self, record: np.ndarray, channel: np.ndarray, start: np.ndarray, end: np.ndarray
+        self,
+        record: np.ndarray,
+        channel: np.ndarray,
+        start: np.ndarray,
+        end: np.ndarray,
+        in_order: bool = False,
     ) -> np.ndarray:
-        """The `TIMELINE_DTYPE` array of per-channel intervals and `sync_spans`."""
+        """The `TIMELINE_DTYPE` array of per-channel intervals and `sync_spans` (`in_order`:
+        the intervals come sorted by record, then channel, so only the synchronizing
+        records need placing among them)."""
         sync = np.array(sorted(self.sync_spans), dtype=np.int64)
         spans = np.array([self.sync_spans[i] for i in sync.tolist()], dtype=np.int64).reshape(-1, 2)
+        timeline = np.empty(len(record) + len(sync), dtype=TIMELINE_DTYPE)
+        if in_order:
+            # A synchronizing record runs on no channel: it goes before the next record's.
+            at = np.searchsorted(record, sync)
+            timeline["record"] = np.insert(record, at, sync)
+            timeline["channel"] = np.insert(channel, at, -1)
+            timeline["start"] = np.insert(start, at, spans[:, 0])
+            timeline["end"] = np.insert(end, at, spans[:, 1])
+            return timeline
         records = np.concatenate([record, sync])
         channels = np.concatenate([channel, np.full(len(sync), -1)])
         # One integer key (record, then channel) sorts much faster than a lexsort.
         order = np.argsort(records * (self.hw.hbm.total_channels + 1) + channels + 1, kind="stable")
-        timeline = np.empty(len(records), dtype=TIMELINE_DTYPE)
-        timeline["record"] = records
-        timeline["channel"] = channels
-        timeline["start"] = np.concatenate([start, spans[:, 0]])
-        timeline["end"] = np.concatenate([end, spans[:, 1]])
-        return timeline[order]
+        timeline["record"] = records[order]
+        timeline["channel"] = channels[order]
+        timeline["start"] = np.concatenate([start, spans[:, 0]])[order]
+        timeline["end"] = np.concatenate([end, spans[:, 1]])[order]
+        return timeline
 
 
 def collect_result(

@@ -71,6 +71,22 @@ TO_SRAM, TO_HBM = 0, 1
 """The link's two directions."""
 
 
+def _present_pairs(a: np.ndarray, b: np.ndarray) -> list[tuple[int, ...]]:
+    """Per instruction, those of `a[i]`, `b[i]` that are not -1 (no buffer, no unit); one
+    tuple per distinct pair, shared."""
+    if not len(a):
+        return []
+    a, b = a.astype(np.int64) + 1, b.astype(np.int64) + 1
+    pairs, inverse = np.unique(a * (int(b.max()) + 1) + b, return_inverse=True)
+    example = np.zeros(len(pairs), dtype=np.int64)  # an instruction with each pair
+    example[inverse] = np.arange(len(a))
+    table = [
+        tuple(value - 1 for value in (x, y) if value > 0)
+        for x, y in zip(a[example].tolist(), b[example].tolist())
+    ]
+    return [table[i] for i in inverse.tolist()]
+
+
 @dataclass(frozen=True)
 class SramResult:
     """What one simulation of an SRAM-PIM program produced."""
@@ -185,14 +201,14 @@ class SramSimulation:
         self.hw = hw
         records = bound.records
         self.cores = sram.cores
-        self.roles = [_ROLE[SramOp(op)] for op in bound.op.tolist()]
+        self.roles = [_ROLE[op] for op in bound.op.tolist()]  # IntEnum keys match ints
         self.ops = bound.op.tolist()
         self.record_of = bound.record.tolist()
         self.dst = bound.dst.tolist()
-        self.src0 = bound.src0.tolist()
-        self.src1 = bound.src1.tolist()
-        self.unit0 = bound.units[:, 0].tolist()
-        self.unit1 = bound.units[:, 1].tolist()
+        # Per instruction, the buffers it reads and the units it occupies (no -1 entries):
+        # the loops over them are the engine's innermost.
+        self.reads = _present_pairs(bound.src0, bound.src1)
+        self.units_of = _present_pairs(bound.units[:, 0], bound.units[:, 1])
         self.cycles = bound.cycles.tolist()
         self.link_hold = bound.link_cycles.tolist()
         self.nbytes = bound.sizes[:, 0].tolist()
@@ -252,9 +268,21 @@ class SramSimulation:
             self._shared(core, cycle)
         return self.finished
 
+    def advance_until_raised(self, token: int) -> int | None:
+        """Process events one event cycle at a time until this stream raises `token`; the
+        cycle it raised it at, None if no event is left before. Stops after the first event
+        cycle that raises it: nothing later has run."""
+        self.advance(self.now)  # what is runnable now, and the events of this cycle
+        while token not in self.raised:
+            upcoming = self.next_event
+            if upcoming is None:
+                return None
+            self.advance(upcoming)
+        return self.raised[token]
+
     @property
     def finished(self) -> bool:
-        return all(pc == stop for pc, stop in zip(self.pc, self.stop)) and not self.heap
+        return not self.heap and all(pc == stop for pc, stop in zip(self.pc, self.stop))
 
     @property
     def next_event(self) -> int | None:
@@ -337,16 +365,17 @@ class SramSimulation:
         """The earliest dispatch of instruction `i` from the core's own state."""
         t = self.last[core] + 1
         ready = self.ready[core]
-        for buf in (self.src0[i], self.src1[i]):
-            if buf >= 0:
-                t = max(t, ready.get(buf, 0))
+        for buf in self.reads[i]:
+            at = ready.get(buf, 0)
+            if at > t:
+                t = at
         buf = self.dst[i]
         if buf >= 0:
             t = max(t, ready.get(buf, 0), self.read_done[core].get(buf, 0))
         free = self.unit_free[core]
-        for unit in (self.unit0[i], self.unit1[i]):
-            if unit >= 0:
-                t = max(t, free[unit])
+        for unit in self.units_of[i]:
+            if free[unit] > t:
+                t = free[unit]
         return t
 
     def _run(self, core: int) -> None:
@@ -394,15 +423,14 @@ class SramSimulation:
         self.start_at[i], self.end_at[i] = start, end
         self.last[core] = start
         free = self.unit_free[core]
-        for unit in (self.unit0[i], self.unit1[i]):
-            if unit >= 0:
-                free[unit] = end
+        for unit in self.units_of[i]:
+            free[unit] = end
         if self.dst[i] >= 0:
             self.ready[core][self.dst[i]] = end
         read_done = self.read_done[core]
-        for buf in (self.src0[i], self.src1[i]):
-            if buf >= 0:
-                read_done[buf] = max(read_done.get(buf, 0), end)
+        for buf in self.reads[i]:
+            if read_done.get(buf, 0) < end:
+                read_done[buf] = end
         if end > self.done[core]:
             self.done[core] = end
 
