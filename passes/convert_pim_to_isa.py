@@ -7,15 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from xdsl.context import Context
-from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr
-from xdsl.ir import Operation, SSAValue
-from xdsl.passes import ModulePass
-
 from hpim_ir.dialects import hbm_isa, pim, sram_isa
-from hpim_ir.errors import HpimError
-from hpim_ir.hardware import Hardware, load_hardware
 from hpim_ir.passes.lower_hbm import (
     data_attr,
     lower_attention_product,
@@ -24,9 +16,22 @@ from hpim_ir.passes.lower_hbm import (
     lower_lookup,
     row_pieces,
 )
-from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, GemvTile, HbmPlacement, from_dict_attr
+from hpim_ir.passes.pim_tile_hbm import (
+    BYTES_FP16,
+    GemvTile,
+    HbmPlacement,
+    from_dict_attr,
+)
 from hpim_ir.passes.pim_tile_sram import AttentionTile
 from hpim_ir.sim.sram.program import CTX, Affine, ProgramBuilder, Space, SramOp, VcuFn
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from hpim_ir.errors import HpimError
+from hpim_ir.hardware import Hardware, load_hardware
 
 _VECTOR_FNS = {
     pim.ReluOp: VcuFn.RELU,
@@ -108,9 +113,10 @@ def weight_name(linear: pim.LinearOp) -> str:
 
 
 @dataclass
-class _Section:
-    """The two streams of one section (prologue, the repeated layer body, epilogue), and the
-    part each SRAM record works for."""
+class Section:
+    """The two streams of one section (a prologue, a repeated layer body, an epilogue), the
+    part each SRAM record works for and its `data` (what `convert-pim-to-isa` turns into an
+    `hbm_isa.stream` and an `sram_isa.stream`)."""
 
     name: str
     repeat: int
@@ -135,7 +141,7 @@ class _Lowering:
         self.buffers: dict[SSAValue, int] = {}
         self.cache_buffers: dict[str, int] = {}
         self.next_buffer = 0
-        self.section = _Section("", 1, 0)
+        self.section = Section("", 1, 0)
         self.isa_tokens: dict[int | Operation, list[int]] = {}  # pim token or streamed linear
         self.stats = -1  # the buffer all-gathers of norm and softmax statistics land in
         self.pending_context: dict[SSAValue, list[int]] = {}  # streamed context -> tokens
@@ -246,12 +252,12 @@ class _Lowering:
 
     # The walk -------------------------------------------------------------------------------
 
-    def lower_ops(self, section: _Section, ops: list[Operation]) -> None:
+    def lower_ops(self, section: Section, ops: list[Operation]) -> None:
         self.section = section
         for op in ops:
             self.lower(op)
 
-    def lower_layer_body(self, section: _Section, layers: pim.LayersOp) -> None:
+    def lower_layer_body(self, section: Section, layers: pim.LayersOp) -> None:
         """The body, with the hidden state kept in the loop's buffer: the block argument and
         the yielded value share it. Values made in the body are freed at its end."""
         self.section = section
@@ -881,7 +887,7 @@ class ConvertPimToIsaPass(ModulePass):
         del op.attributes["pim.overlap"]
         op.attributes["hpim.hw"] = StringAttr(hw.name)
 
-    def sections(self, function: func.FuncOp, module: ModuleOp, hw: Hardware, tokens) -> list[_Section]:
+    def sections(self, function: func.FuncOp, module: ModuleOp, hw: Hardware, tokens) -> list[Section]:
         block = function.body.block
         layers = next((o for o in block.ops if isinstance(o, pim.LayersOp)), None)
         if layers is None:
@@ -895,9 +901,9 @@ class ConvertPimToIsaPass(ModulePass):
             default=0,
         )
         count = layers.count.value.data
-        prologue = _Section("prologue", 1, 0)
-        body = _Section("layers", count, stride)
-        epilogue = _Section("epilogue", 1, 0)
+        prologue = Section("prologue", 1, 0)
+        body = Section("layers", count, stride)
+        epilogue = Section("epilogue", 1, 0)
         ops = list(block.ops)
         split = ops.index(layers)
         lowering = _Lowering(hw, tokens)

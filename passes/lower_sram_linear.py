@@ -71,28 +71,29 @@ chunk's layers) rather than for the last token only: what `hpim run` checks row 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from xdsl.dialects import arith, func
-from xdsl.dialects.builtin import ModuleOp, StringAttr
-from xdsl.ir import Operation, SSAValue
+from dataclasses import dataclass
 
 from hpim_ir.dialects import hbm_isa, pim
-from hpim_ir.errors import HpimError
-from hpim_ir.hardware import HbmConfig, Hardware
 from hpim_ir.passes.convert_pim_to_isa import (
     _PROJECTION_PARTS,
     _VECTOR_FNS,
+    Section,
     _declaration,
     lookup_data,
     part_of,
-    vector_data,
     value_name,
+    vector_data,
 )
 from hpim_ir.passes.lower_hbm import data_attr, lower_lookup
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
 from hpim_ir.passes.pim_tile_sram import AttentionTile
-from hpim_ir.sim.sram.program import ProgramBuilder, Space, SramOp, VcuFn
+from hpim_ir.sim.sram.program import Space, SramOp, VcuFn
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Operation, SSAValue
+
+from hpim_ir.errors import HpimError
+from hpim_ir.hardware import Hardware, HbmConfig
 
 MIN_TILES = 4
 """A weight streams in at least this many tiles (when it has that many TCU-row blocks), so
@@ -110,20 +111,6 @@ class PrefillOnHbm(HpimError):
 
 class KvCacheInSram(HpimError):
     """The prefill of a program whose KV cache is resident in SRAM-PIM (not lowered yet)."""
-
-
-@dataclass
-class Section:
-    """The two streams of one section and the part each SRAM record works for (what
-    `convert-pim-to-isa` turns into an `hbm_isa.stream` and an `sram_isa.stream`)."""
-
-    name: str
-    repeat: int
-    row_stride: int
-    hbm: list[Operation] = field(default_factory=list)
-    sram: ProgramBuilder = field(default_factory=ProgramBuilder)
-    sram_parts: list[str] = field(default_factory=list)
-    sram_data: dict[int, dict] = field(default_factory=dict)  # record -> its `data`
 
 
 class Streams:
