@@ -74,6 +74,12 @@ def _data_of(op) -> dict | None:
     return {key: _python(value) for key, value in attr.data.items()}
 
 
+_BINARY = {VcuFn.ADD: np.add, VcuFn.MUL: np.multiply}
+"""The VCU's element-wise functions of two vectors (FP32)."""
+_UNARY = {VcuFn.RELU: lambda x: np.maximum(x, 0), VcuFn.GELU: kernels.gelu, VcuFn.SILU: kernels.silu}
+"""The VCU's element-wise activations (FP32)."""
+
+
 def _mac(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     """`matrix . vector` over the last axis of `matrix`, from FP16 values: each product of two
     FP16 numbers is exact in FP32 (at most 22 significant bits), the sum accumulates in FP32."""
@@ -675,17 +681,13 @@ class IsaMachine:
         if fn == VcuFn.MUL and data.get("rescale"):
             return self._rescale(data, cores, target, where)
         x = self._whole(self._buffer(src0, where), where, last).astype(F32)
-        if fn in (VcuFn.ADD, VcuFn.MUL):
+        if fn in _BINARY:
             z = self._whole(self._buffer(src1, where), where).astype(F32)
             if z.shape != x.shape:
                 raise HpimError(f"{where}: operands of shapes {x.shape} and {z.shape}")
-            result = x + z if fn == VcuFn.ADD else x * z
-        elif fn == VcuFn.RELU:
-            result = np.maximum(x, 0)
-        elif fn == VcuFn.GELU:
-            result = kernels.gelu(x)
-        elif fn == VcuFn.SILU:
-            result = kernels.silu(x)
+            result = _BINARY[fn](x, z)
+        elif fn in _UNARY:
+            result = _UNARY[fn](x)
         elif fn == VcuFn.ROPE:
             result = kernels.rope(x, data["first"], data["heads"], data["theta"])
         elif fn in (VcuFn.LAYERNORM, VcuFn.RMSNORM):
@@ -871,15 +873,11 @@ class IsaMachine:
             rotated = kernels.rope(value, self.position, data["heads"], data["theta"])
             self._scatter(target, rotated[0].astype(F16), cores)
             return
-        if fn in (VcuFn.ADD, VcuFn.MUL):
+        if fn in _BINARY:
             z = operands[1].values[rows].astype(F32)
-            result = x + z if fn == VcuFn.ADD else x * z
-        elif fn == VcuFn.RELU:
-            result = np.maximum(x, 0)
-        elif fn == VcuFn.GELU:
-            result = kernels.gelu(x)
-        elif fn == VcuFn.SILU:
-            result = kernels.silu(x)
+            result = _BINARY[fn](x, z)
+        elif fn in _UNARY:
+            result = _UNARY[fn](x)
         elif fn in (VcuFn.LAYERNORM, VcuFn.RMSNORM):
             result = self._norm(fn, data, cores, source, x, layer, where)
         else:
