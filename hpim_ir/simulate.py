@@ -88,14 +88,16 @@ def _compiler_digest() -> str:
 
 
 def cache_key(options: CompileOptions, phase: str = "decode", prompt: int = 0) -> str:
-    """The compiled program's key: options, model and hardware text, the compiler's source,
-    and for a prefill its prompt length (a prefill is compiled per prompt length)."""
+    """The compiled program's key: options, the model's text, the machine as loaded (every
+    value, so editing a preset or a file it extends invalidates the key, as editing the named
+    file does), the compiler's source, and for a prefill its prompt length (a prefill is
+    compiled per prompt length)."""
     material = json.dumps(
         {
             "options": asdict(options),
             **({"phase": phase, "prompt": prompt} if phase != "decode" else {}),
             "model": _source_text(options.model),
-            "hw": _source_text(options.hw),
+            "hw": repr(load_hardware(options.hw)),
             "compiler": _compiler_digest(),
         },
         sort_keys=True,

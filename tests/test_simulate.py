@@ -74,3 +74,15 @@ def test_compile_cache_hit_and_key(tmp_path, monkeypatch) -> None:
     assert str(first) == str(second)
     assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="hbm"))
     assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="sram", max_context=65))
+
+
+def test_cache_key_follows_the_machine_not_its_name(tmp_path) -> None:
+    # A file that extends another: editing the file it extends changes the key (the key holds
+    # the machine as loaded, not the named file's text).
+    base, child = tmp_path / "base.toml", tmp_path / "child.toml"
+    base.write_text('extends = "hpim"\n')
+    child.write_text('extends = "base.toml"\n')
+    key = cache_key(CompileOptions("opt-125m", hw=str(child)))
+    assert key == cache_key(CompileOptions("opt-125m", hw=str(child)))
+    base.write_text('extends = "hpim"\n[hbm]\nrows = 16384\n')
+    assert cache_key(CompileOptions("opt-125m", hw=str(child))) != key
