@@ -210,6 +210,17 @@ def test_identical_across_runs(model: Model, tiny_machine: str) -> None:
     np.testing.assert_array_equal(model.run(module, tiny_machine), model.run(module, tiny_machine))
 
 
+def test_bank_partial_sums_in_the_stated_precision(model: Model, tiny_machine: str, tmp_path) -> None:
+    # The same program on a machine whose PUs keep FP16 partial sums: still the model (rows of
+    # a few hundred products lose a few FP16 ulps), but not the FP32-accumulator values.
+    fp16 = tmp_path / "fp16.toml"
+    fp16.write_text(f'extends = "{tiny_machine}"\n[hbm]\npu_accumulate = "fp16"\n')
+    module = model.compile(tiny_machine)
+    wide, narrow = model.run(module, tiny_machine), model.run(module, str(fp16))
+    assert_computes_the_model(model, narrow)
+    assert not np.array_equal(wide, narrow)
+
+
 def _instructions(module: ModuleOp, name: str) -> list:
     return [op for op in module.walk() if op.name == name and "data" in op.attributes]
 

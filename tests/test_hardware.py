@@ -390,6 +390,7 @@ def valid_overrides(draw: st.DrawFn) -> dict[str, dict[str, object]]:
         "columns": columns,
         "column_bytes": column_bytes,
         "pu_multipliers": column_bytes // 2,
+        "pu_accumulate": draw(st.sampled_from(["fp32", "fp16"])),
         "global_buffer_bytes": columns * column_bytes * draw(st.integers(1, 4)),
         "data_rate_gbps": draw(st.floats(0.5, 12.0).map(lambda rate: round(rate, 2))),
     }

@@ -12,6 +12,7 @@ fully validated values, so every `Hardware` is a consistent machine.
 """
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,16 @@ class HbmEnergy:
     background_mw: float = energy("static (background) power of one channel", "mW")
 
 
+class Accumulation(str, Enum):
+    """The precision a bank PU keeps its partial sums in (what the functional simulator
+    rounds them to after every MAC_AB; timing does not depend on it)."""
+
+    FP32 = "fp32"
+    """FP32 accumulators: each MAC_AB's FP16 products summed and added in FP32."""
+    FP16 = "fp16"
+    """FP16 accumulators: the partial sum rounded to FP16 after every MAC_AB."""
+
+
 @dataclass(frozen=True)
 class HbmConfig:
     """The HBM-PIM subsystem: `stacks` HBM3 stacks of `channels` channels each, one
@@ -119,6 +130,7 @@ class HbmConfig:
         "bytes per column access (one burst)", "bytes", minimum=2, power_of_two=True
     )
     pu_multipliers: int = spec("FP16 multipliers of each bank's PU", "count")
+    pu_accumulate: Accumulation = spec("precision of each bank PU's partial sums", "choice")
     global_buffer_bytes: int = spec("global (GEMV input) buffer per channel", "bytes")
     # The floor keeps tCK (4 / rate) a finite float; HBM1 already ran at 1 Gb/s.
     data_rate_gbps: float = spec("data rate per pin", "Gb/s", minimum=0.1)

@@ -28,6 +28,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import Field, dataclass, fields, is_dataclass
+from enum import Enum
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -299,6 +300,11 @@ class _Reader:
     def check(self, item: Field[Any], path: str, value: Any) -> Any:
         meta = item.metadata
         shown = self.shown[path]
+        if isinstance(item.type, type) and issubclass(item.type, Enum):
+            allowed = [member.value for member in item.type]
+            if value not in allowed:
+                raise self.fail((path,), f"{shown}: must be one of {', '.join(map(repr, allowed))}")
+            return item.type(value)
         if item.type is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise self.fail((path,), f"{shown}: must be an integer ({meta['unit']})")
         if item.type is float and not _is_number(value):

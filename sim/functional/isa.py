@@ -30,8 +30,9 @@ been produced, and, if the other subsystem produced it, a token that subsystem r
 producing it must have been waited for by the reader. Otherwise the read is an error (the
 hardware could run it before the value exists), never a stale value.
 
-Arithmetic: a product of two FP16 values is exact in FP32 (22 significant bits), sums
-accumulate in FP32, every stored result (readout, buffers, caches) is FP16; vector functions
+Arithmetic: a product of two FP16 values is exact in FP32 (22 significant bits); the
+products of one MAC_AB sum in FP32 and join a bank's partial sum in the precision the
+hardware states (`hbm.pu_accumulate`); other sums accumulate in FP32; every stored result (readout, buffers, caches) is FP16; vector functions
 compute in FP32 (`kernels.py`) from FP16 operands; a TCU `gemm` takes FP16 inputs into FP32
 accumulators and stores FP16.
 """
@@ -46,6 +47,7 @@ from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, Module
 
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import Hardware, load_hardware
+from hpim_ir.hardware.config import Accumulation
 from hpim_ir.sim.functional import kernels
 from hpim_ir.sim.hbm.program import HbmOp
 from hpim_ir.sim.program import MachineProgram, MachineStep
@@ -180,6 +182,7 @@ class IsaMachine:
         self.banks = hbm.banks_per_channel
         self.channels = hbm.total_channels
         self.column_values = hbm.column_bytes // 2
+        self.accumulate = hbm.pu_accumulate
         self.cores = self.hw.sram.cores if self.hw.sram is not None else 0
         # Output groups per bank: the accumulators of the largest weight GEMV.
         records = self.program.hbm.records
@@ -450,10 +453,9 @@ class IsaMachine:
             raise HpimError(f"{where} multiplies columns from {data['at']}, the buffer holds {at}")
         span = min(cols * self.column_values, weight.shape[1] - at, len(values))
         rows_w = weight[np.where(valid, out, 0), at : at + span]  # [ch, groups, banks, span]
-        sums = _mac(rows_w, values[:span])
         acc = self.acc[lo:hi, :, data["group"] : data["group"] + rows]  # [ch, banks, groups]
         tag = self.tag[lo:hi, :, data["group"] : data["group"] + rows]
-        sums, out_t, valid_t = (a.transpose(0, 2, 1) for a in (sums, out, valid))
+        out_t, valid_t = out.transpose(0, 2, 1), valid.transpose(0, 2, 1)
         if "bias" in data:
             bias = self._weight(data["bias"], layer, 2).astype(F32)
             acc[...] = np.where(valid_t, bias[np.where(valid_t, out_t, 0)], 0)
@@ -463,7 +465,15 @@ class IsaMachine:
             tag[...] = np.where(valid_t, out_t, -1)
         elif (tag[valid_t] != out_t[valid_t]).any():
             raise HpimError(f"{where} adds to accumulators that hold other rows than it computes")
-        acc += np.where(valid_t, sums, 0)
+        # One MAC_AB per column: its products summed (exact in FP32), then added to the
+        # bank's partial sum, which holds the precision the hardware states.
+        if self.accumulate == Accumulation.FP32:
+            acc += np.where(valid_t, _mac(rows_w, values[:span]).transpose(0, 2, 1), 0)
+            return
+        for start in range(0, span, self.column_values):
+            stop = start + self.column_values
+            column = _mac(rows_w[..., start:stop], values[start:stop]).transpose(0, 2, 1)
+            acc[...] = (acc + np.where(valid_t, column, 0)).astype(F16)
 
     def _attention_gemv(self, record, data: dict, layer: int, where: str) -> None:
         """q.K^T or s.V beside the KV cache in HBM: channel c computes query head
