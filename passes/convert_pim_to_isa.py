@@ -33,7 +33,7 @@ from xdsl.passes import ModulePass
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import Hardware, load_hardware
 
-_VECTOR_FNS = {
+VECTOR_FNS = {
     pim.ReluOp: VcuFn.RELU,
     pim.GeluOp: VcuFn.GELU,
     pim.SiluOp: VcuFn.SILU,
@@ -380,7 +380,7 @@ class _Lowering:
 
     def lower_hbm(self, op: Operation) -> None:
         if isinstance(op, pim.LinearOp):
-            decl = _declaration(op, op.weight.owner.weight)
+            decl = declaration(op, op.weight.owner.weight)
             placement = from_dict_attr(HbmPlacement, decl.placement)
             token, pieces = self.pipelined_token(op)
             names = (self.name(op.input), self.name(op.result))
@@ -392,7 +392,7 @@ class _Lowering:
             self.section.hbm.append(readout)
             return
         if isinstance(op, pim.KVAppendOp):
-            decl = _declaration(op, op.cache)
+            decl = declaration(op, op.cache)
             placement = from_dict_attr(HbmPlacement, decl.placement)
             streamed = any(isinstance(use.operation, pim.TransferOp) for use in op.result.uses)
             tokens, _ = self.pipelined_token(op)
@@ -409,7 +409,7 @@ class _Lowering:
             return
         if isinstance(op, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
             cache = op.keys if isinstance(op, pim.AttentionScoresOp) else op.values
-            decl = _declaration(op, cache.owner.cache)
+            decl = declaration(op, cache.owner.cache)
             placement = from_dict_attr(HbmPlacement, decl.placement)
             heads = op.num_heads.value.data
             if isinstance(op, pim.AttentionScoresOp):
@@ -465,7 +465,7 @@ class _Lowering:
 
     def lower_sram(self, op: Operation) -> None:
         sram, cores = self.section.sram, (0, self.cores)
-        if type(op) in _VECTOR_FNS:
+        if type(op) in VECTOR_FNS:
             cores, share = self.layout(op.results[0])
             inputs = [self.buffers[v] for v in op.operands if v in self.buffers]
             target = self.buffer(op.results[0], share)
@@ -478,7 +478,7 @@ class _Lowering:
                 )
                 self.note(stat="moments")
             sram.add(
-                SramOp.VCU, cores, kind=_VECTOR_FNS[type(op)], dst=target, src0=inputs[0],
+                SramOp.VCU, cores, kind=VECTOR_FNS[type(op)], dst=target, src0=inputs[0],
                 src1=inputs[1] if len(inputs) > 1 else -1, sizes=[_elements_of_share(share)],
             )
             data = vector_data(op)
@@ -510,7 +510,7 @@ class _Lowering:
         )
 
         weight = weight_source(op)
-        decl = _declaration(op, weight.weight)
+        decl = declaration(op, weight.weight)
         if weight.place != pim.HBM or decl.placement is None:
             where = "has no placement (run pim-tile-hbm first)" if weight.place == pim.HBM else (
                 f"is on {weight.place} (weights of linears live in HBM)"
@@ -773,7 +773,7 @@ def _elements_of_share(share: int | Affine) -> int | Affine:
     return share // BYTES_FP16
 
 
-def _declaration(op: Operation, ref) -> Operation:
+def declaration(op: Operation, ref) -> Operation:
     from xdsl.traits import SymbolTable
 
     decl = SymbolTable.lookup_symbol(op, ref)

@@ -75,14 +75,14 @@ from dataclasses import dataclass
 
 from hpim_ir.dialects import hbm_isa, pim
 from hpim_ir.passes.convert_pim_to_isa import (
-    _PROJECTION_PARTS,
-    _VECTOR_FNS,
+    VECTOR_FNS,
     Section,
-    _declaration,
+    declaration,
     lookup_data,
     part_of,
     value_name,
     vector_data,
+    weight_name,
 )
 from hpim_ir.passes.lower_hbm import data_attr, lower_lookup
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
@@ -353,7 +353,7 @@ def lower_streamed_linear(
 
 def linear_values(linear: pim.LinearOp) -> dict:
     """`lower_streamed_linear`'s `values` for a linear: its weight's and bias's names."""
-    values = {"w": _weight_name(linear)}
+    values = {"w": weight_name(linear)}
     if linear.bias is not None:
         bias = linear.bias
         while isinstance(bias.owner, pim.TransferOp):
@@ -368,14 +368,6 @@ def linear_values(linear: pim.LinearOp) -> dict:
 def _width(value: SSAValue) -> int:
     """Features per token of a `tokens x width` tensor."""
     return value.type.get_shape()[-1]
-
-
-def _weight_name(linear: pim.LinearOp) -> str:
-    """The weight a linear multiplies by (through the transfer bringing it to SRAM-PIM)."""
-    value = linear.weight
-    while isinstance(value.owner, pim.TransferOp):
-        value = value.owner.input
-    return value.owner.weight.string_value()
 
 
 def sram_source(value: SSAValue) -> SSAValue:
@@ -562,8 +554,6 @@ class _PrefillLowering:
                 del self.buffers[value]
 
     def part(self, op: Operation) -> str:
-        if isinstance(op, pim.LinearOp):
-            return _PROJECTION_PARTS.get(_weight_name(op), "other")
         if isinstance(op, pim.TransferOp):
             producer = op.input.owner
             return self.part(producer) if isinstance(producer, Operation) else "other"
@@ -597,8 +587,8 @@ class _PrefillLowering:
             return self.lower_linear(op, tokens)
         if isinstance(op, pim.AttentionValuesOp):
             return self.lower_attention(op, tokens, chunk)
-        if type(op) in _VECTOR_FNS:
-            return self.lower_vector(op, _VECTOR_FNS[type(op)], tokens, chunk)
+        if type(op) in VECTOR_FNS:
+            return self.lower_vector(op, VECTOR_FNS[type(op)], tokens, chunk)
         raise HpimError(f"convert-pim-to-isa: '{op.name}' in a prefill is not supported")
 
     def lower_transfer(self, op: pim.TransferOp, tokens: int) -> None:
@@ -645,7 +635,7 @@ class _PrefillLowering:
         self.deferred += [hbm_isa.WaitOp(tok=self.stored[op.value]), *writes]
 
     def _placement(self, ref) -> HbmPlacement:
-        return from_dict_attr(HbmPlacement, _declaration(self.function, ref).placement)
+        return from_dict_attr(HbmPlacement, declaration(self.function, ref).placement)
 
     def lower_vector(self, op: Operation, fn: VcuFn, tokens: int, chunk: Chunk) -> None:
         streams = self.streams
@@ -676,7 +666,7 @@ class _PrefillLowering:
 
     def lower_linear(self, op: pim.LinearOp, tokens: int) -> None:
         streams = self.streams
-        name = _weight_name(op)
+        name = weight_name(op)
         inputs, outputs = _width(op.input), _width(op.result)
         cores = streams.cores
         out_bytes = max(tokens * _ceil(outputs, cores) * BYTES_FP16, self.share(outputs, tokens))
