@@ -224,6 +224,11 @@ def test_every_schema_key_is_documented() -> None:
         ),
         ("[hbm]\npu_multipliers = 8", "hbm.pu_multipliers = 8: must equal column_bytes / 2 = 16"),
         (
+            "[hbm.energy]\nrefresh = 9007199254740993",  # 2**53 + 1: FP64 would round it
+            "hbm.energy.refresh = 9007199254740993: has no exact FP64 value",
+        ),
+        ('[hbm]\npu_accumulate = "fp8"', "hbm.pu_accumulate = 'fp8': must be one of 'fp32', 'fp16'"),
+        (
             "[hbm]\nglobal_buffer_bytes = 1040",
             "hbm.global_buffer_bytes = 1040: must be a multiple of column_bytes = 32",
         ),

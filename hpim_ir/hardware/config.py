@@ -11,6 +11,7 @@ whether a cycle count may be given in nanoseconds instead. Instances are only ev
 fully validated values, so every `Hardware` is a consistent machine.
 """
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -42,6 +43,23 @@ def spec(
             "derived": derived,
         }
     )
+
+
+def number_problem(value: Any) -> str | None:
+    """Why `value` cannot be the value of a number key (None: it can): it must be a finite
+    number that FP64 holds exactly (an integer beyond 2**53 would be silently rounded)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "must be a finite number"
+    if float(value) != value:
+        return "has no exact FP64 value (an integer beyond 2**53)"
+    return None
+
+
+def choice_problem(kind: type[Enum], value: Any) -> str | None:
+    """Why `value` is not one of the values of `kind` (None: it is one), for the loaders'
+    messages about a choice key."""
+    allowed = [member.value for member in kind]
+    return None if value in allowed else f"must be one of {', '.join(map(repr, allowed))}"
 
 
 def timing(doc: str) -> Any:

@@ -35,8 +35,20 @@ from pathlib import Path
 from typing import Any
 
 from hpim_ir.errors import HpimError
-from hpim_ir.hardware.config import Hardware, HbmConfig, HbmEnergy, HbmTiming
-from hpim_ir.hardware.sram import LinkConfig, SramConfig, read_link_section, read_sram_section
+from hpim_ir.hardware.config import (
+    Hardware,
+    HbmConfig,
+    HbmEnergy,
+    HbmTiming,
+    choice_problem,
+    number_problem,
+)
+from hpim_ir.hardware.sram import (
+    LinkConfig,
+    SramConfig,
+    read_link_section,
+    read_sram_section,
+)
 
 PRESETS = resources.files("hpim_ir.hardware") / "presets"
 
@@ -280,7 +292,7 @@ class _Reader:
         if ns_key is not None and ns_key in table:
             ns_path = f"{prefix}.{ns_key}"
             ns = table[ns_key]
-            if not _is_number(ns) or not ns > 0:
+            if number_problem(ns) or not ns > 0:
                 raise self.fail((ns_path,), f"{ns_path} = {ns!r}: must be a positive number of ns")
             assert rate is not None
             gbps = self.read[rate]
@@ -301,14 +313,13 @@ class _Reader:
         meta = item.metadata
         shown = self.shown[path]
         if isinstance(item.type, type) and issubclass(item.type, Enum):
-            allowed = [member.value for member in item.type]
-            if value not in allowed:
-                raise self.fail((path,), f"{shown}: must be one of {', '.join(map(repr, allowed))}")
+            if problem := choice_problem(item.type, value):
+                raise self.fail((path,), f"{shown}: {problem}")
             return item.type(value)
         if item.type is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise self.fail((path,), f"{shown}: must be an integer ({meta['unit']})")
-        if item.type is float and not _is_number(value):
-            raise self.fail((path,), f"{shown}: must be a finite number ({meta['unit']})")
+        if item.type is float and (problem := number_problem(value)):
+            raise self.fail((path,), f"{shown}: {problem} ({meta['unit']})")
         if value < meta["minimum"]:
             minimum = f"at least {meta['minimum']} ({meta['unit']})"
             raise self.fail((path,), f"{shown}: must be {minimum}")
@@ -323,10 +334,6 @@ class _Reader:
         if not condition:
             given = "; given " + ", ".join(self.shown[other] for other in others) if others else ""
             raise self.fail((path, *others), f"{self.shown[path]}: {message}{given}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # key >= sum(terms) + slack, and why. Each timing is rounded up to whole cycles on its own,

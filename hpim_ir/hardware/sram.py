@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpim_ir.errors import HpimError
-from hpim_ir.hardware.config import spec
+from hpim_ir.hardware.config import choice_problem, number_problem, spec
 
 
 class KvPlacement(str, Enum):
@@ -249,16 +249,13 @@ class _Table:
         if isinstance(value, dict):
             raise self.fail((path,), f"{path} is a table; it must be a single value")
         if issubclass(kind, Enum):
-            allowed = [member.value for member in kind]
-            if value not in allowed:
-                raise self.fail((path,), f"{shown}: must be one of {', '.join(map(repr, allowed))}")
+            if problem := choice_problem(kind, value):
+                raise self.fail((path,), f"{shown}: {problem}")
             return kind(value)
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise self.fail((path,), f"{shown}: must be an integer ({meta['unit']})")
-        if kind is float and not (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        ):
-            raise self.fail((path,), f"{shown}: must be a finite number ({meta['unit']})")
+        if kind is float and (problem := number_problem(value)):
+            raise self.fail((path,), f"{shown}: {problem} ({meta['unit']})")
         if value < meta["minimum"]:
             raise self.fail(
                 (path,), f"{shown}: must be at least {meta['minimum']} ({meta['unit']})"
