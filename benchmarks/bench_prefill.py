@@ -21,7 +21,7 @@ def main() -> None:
     hw = load_hardware(args.hw)
     for model in args.models:
         started = time.perf_counter()
-        measure = simulate_prefill(CompileOptions(model, args.hw), args.prompt, hw, use_cache=False)
+        measure = simulate_prefill(CompileOptions(model, args.hw), args.prompt, hw, use_cache=False).measure
         wall = time.perf_counter() - started
         roofline = prefill_estimate(load_config(model), hw, args.prompt).ms
         parts = ", ".join(f"{part} {ns / 1e6:.2f}" for part, ns in measure.parts_ns.items())

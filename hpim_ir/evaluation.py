@@ -3,7 +3,9 @@
 An `EvalPlan` names the runs of the paper's grid (OPT-350M..30B at prompt 256 / generate 768
 against the A100; 256/512 against the IANUS-like design; throughput against the CXL-PNM-like
 design; the OPT-13B per-part breakdown at 1K output, which is the one figure the `hpim`
-preset is calibrated on; an ablation of the pipeline and the policy). Each run is one
+preset is calibrated on; an ablation of the pipeline and the policy; the grid and the
+breakdown again with the prompt run as decode steps, `--prefill steps`, beside the prefill
+the paper's speedups imply). Each run is one
 `hpim simulate ... --json` in its own process, so its whole-process wall time is measured as
 a user sees it. `evaluate` runs the plan and `paper_tables` turns the reports into tables:
 one row per reported figure, the paper's value beside ours, the deviation, and where it
@@ -80,12 +82,14 @@ class Run:
     hw: str = "hpim"
     policy: str | None = None
     pipeline: bool = True
+    prefill: str = "gemm"
 
     @property
     def key(self) -> str:
         policy = f"/{self.policy}" if self.policy else ""
         pipeline = "" if self.pipeline else "/no-pipeline"
-        return f"{self.model}@{self.hw}{policy}{pipeline}/{self.prompt}+{self.generate}"
+        prefill = "" if self.prefill == "gemm" else f"/prefill-{self.prefill}"
+        return f"{self.model}@{self.hw}{policy}{pipeline}{prefill}/{self.prompt}+{self.generate}"
 
     def argv(self) -> list[str]:
         """The `hpim` arguments of this run."""
@@ -96,6 +100,8 @@ class Run:
             argv += ["--policy", self.policy]
         if not self.pipeline:
             argv.append("--no-pipeline")
+        if self.prefill != "gemm":
+            argv += ["--prefill", self.prefill]
         return argv
 
 
@@ -146,20 +152,26 @@ class EvalPlan:
     models: tuple[str, ...] = PAPER_MODELS
     grid: tuple[int, int] = (256, 768)
     ianus: tuple[int, int] = (256, 512)
+    # The paper's peak is "at short input / long output": the grid's models at one such
+    # setting too (OPT's 2048 positions bound prompt + generate).
+    short_long: tuple[int, int] = (32, 1024)
     breakdown_model: str = "opt-13b"
     breakdown: tuple[int, int] = (256, 1024)
     ablation_model: str = "opt-13b"
     ianus_hw: str = "ianus-like"
     cxl_hw: str = "cxl-pnm-like"
 
-    def grid_run(self, model: str, hw: str = "hpim") -> Run:
-        return Run(model, *self.grid, hw=hw)
+    def grid_run(self, model: str, hw: str = "hpim", prefill: str = "gemm") -> Run:
+        return Run(model, *self.grid, hw=hw, prefill=prefill)
+
+    def short_long_run(self, model: str) -> Run:
+        return Run(model, *self.short_long)
 
     def ianus_runs(self, model: str) -> tuple[Run, Run]:
         return Run(model, *self.ianus), Run(model, *self.ianus, hw=self.ianus_hw)
 
-    def breakdown_run(self) -> Run:
-        return Run(self.breakdown_model, *self.breakdown)
+    def breakdown_run(self, prefill: str = "gemm") -> Run:
+        return Run(self.breakdown_model, *self.breakdown, prefill=prefill)
 
     def ablation_runs(self) -> dict[str, Run]:
         model, (prompt, generate) = self.ablation_model, self.grid
@@ -176,6 +188,9 @@ class EvalPlan:
         runs += [run for model in self.models for run in self.ianus_runs(model)]
         runs += [self.grid_run(model, self.cxl_hw) for model in self.models]
         runs += [self.breakdown_run(), *self.ablation_runs().values()]
+        runs += [self.grid_run(model, prefill="steps") for model in self.models]
+        runs += [self.short_long_run(model) for model in self.models]
+        runs.append(self.breakdown_run(prefill="steps"))
         return list(dict.fromkeys(runs))
 
 
@@ -327,6 +342,31 @@ def grid_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
             _fmt(ours["a100-eager"], "x"), _dev(ours["a100-eager"], paper), "—", "—", why,
         ])
         table.values.append({"model": label, "paper": paper, "ours": ours})
+    short_long = [outcomes[plan.short_long_run(model).key] for model in plan.models]
+    prompt, generate = plan.short_long
+    label = f"peak, with prompt {prompt} / generate {generate} too"
+    failed = next((o for o in short_long if o.report is None), None)
+    if not complete or failed is not None:
+        reason = _missing(failed) if failed is not None else "not available: a grid run failed"
+        table.rows.append([label, _fmt(PAPER["speedup_a100_peak"], "x"), reason, *["—"] * 6])
+        return table
+    ours, where = {}, {}
+    for name in GPU_BASELINES:
+        candidates = [(value, f"{model} at {plan.grid[0]}/{plan.grid[1]}")
+                      for model, value in zip(plan.models, speedups[name])]
+        candidates += [(_speedup(o.report, name), f"{o.run.model} at {prompt}/{generate}")
+                       for o in short_long]
+        ours[name], where[name] = max(candidates)
+    paper = PAPER["speedup_a100_peak"]
+    why = ""
+    if _needs_why([(ours[n], paper) for n in GPU_BASELINES]):
+        why = "; ".join(f"`{name}`: {where[name]}" for name in GPU_BASELINES) + ". " + _aggregate_why(
+            "peak", f"the six models at {plan.grid[0]}/{plan.grid[1]} and {prompt}/{generate}")
+    table.rows.append([
+        label, _fmt(paper, "x"), _fmt(ours["a100"], "x"), _dev(ours["a100"], paper),
+        _fmt(ours["a100-eager"], "x"), _dev(ours["a100-eager"], paper), "—", "—", why,
+    ])
+    table.values.append({"model": label, "paper": paper, "ours": ours, "where": where})
     return table
 
 
@@ -353,19 +393,97 @@ def _speedup_why(report: dict, paper: float) -> str:
                 for name, b in gpu.items()
             )
             why += f"; with the paper's prefill, our speedup would be {what_if}"
-        return why
+        return why + ". The next table runs the prompt as decode steps"
     return (
         f"{factors}; {shares}. Ours is below the paper's: our HPIM decode is slower relative to "
         "our A100 than the paper's is to its A100"
     )
 
 
-def _aggregate_why(label: str) -> str:
+def _aggregate_why(label: str, ours_over: str = "the six models at the one grid setting") -> str:
     return (
         f"the paper's {label.split()[0]} is over its own (unpublished) set of input/output "
         "lengths, which includes short inputs with long outputs where the speedup peaks; "
-        "ours is over the six models at the one grid setting"
+        f"ours is over {ours_over}"
     )
+
+
+def implied_prefill_ms(report: dict, baseline: str, paper_speedup: float) -> float:
+    """The HPIM prefill the paper's speedup implies, if its A100 were our `baseline` and its
+    decode ours: the GPU's total over the paper's speedup, less our decode."""
+    gpu = next(b for b in report["baselines"] if b["name"] == baseline)
+    return gpu["total_ms"] / paper_speedup - (report["total_ms"] - report["prefill_ms"])
+
+
+def weight_bytes(model: str) -> float:
+    """Bytes of the model's FP16 weights (every projection and the LM head)."""
+    from hpim_ir.frontend import load_config
+    from hpim_ir.hardware import load_hardware
+    from hpim_ir.simulate import prefill_estimate
+
+    return prefill_estimate(load_config(model), load_hardware("hpim"), 1).weight_bytes
+
+
+def prefill_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
+    """The grid again with the prompt run as decode steps (`--prefill steps`), beside what
+    the paper's speedups imply its prefill took."""
+    prompt = plan.grid[0]
+    table = Table(
+        "prefill",
+        "The prefill: the grid with the prompt as decode steps, and what the paper implies",
+        "Our decode per token matches the paper's calibration figure, so the grid's gap is the "
+        "prefill. `implied` is the HPIM prefill the paper's speedup implies if its A100 were "
+        "ours (the GPU's total over the paper's speedup, less our decode); `per-token read` is "
+        "the bandwidth at which reading every weight once per prompt token takes that long. "
+        "`steps` runs the prompt token by token as decode steps (`hpim simulate --prefill "
+        "steps`): every weight read once per prompt token by the bank PUs. `gemm` is our "
+        "default, the compiled prefill on the SRAM-PIM TCUs. Nothing here is fitted.",
+        ["model", "paper", "ours (steps) vs `a100`", "dev", "ours (steps) vs `a100-eager`", "dev",
+         "prefill ms: ours (gemm)", "ours (steps)", "implied vs `a100`", "implied vs `a100-eager`",
+         "per-token read (TB/s) vs `a100`", "why it differs"],
+    )
+    speedups: dict[str, list[float]] = {name: [] for name in GPU_BASELINES}
+    for model in plan.models:
+        gemm, steps = (outcomes[plan.grid_run(model, prefill=mode).key] for mode in ("gemm", "steps"))
+        paper = PAPER["speedup_a100_256_768"].get(model)
+        failed = next((o for o in (gemm, steps) if o.report is None), None)
+        if failed is not None:
+            table.rows.append([model, _fmt(paper, "x"), _missing(failed), *["—"] * 9])
+            continue
+        ours = {name: _speedup(steps.report, name) for name in GPU_BASELINES}
+        for name in GPU_BASELINES:
+            speedups[name].append(ours[name])
+        implied = {name: implied_prefill_ms(gemm.report, name, paper) if paper else None
+                   for name in GPU_BASELINES}
+        read = (weight_bytes(model) * prompt / (implied["a100"] * 1e-3) / 1e12
+                if implied["a100"] and implied["a100"] > 0 else None)
+        why = ""
+        if _needs_why([(ours[name], paper) for name in GPU_BASELINES]):
+            why = (f"as decode steps our prefill is {steps.report['prefill_ms']:,.0f} ms, the paper's "
+                   f"implied one {implied['a100']:,.0f} to {implied['a100-eager']:,.0f} ms")
+        table.rows.append([
+            model, _fmt(paper, "x"), _fmt(ours["a100"], "x"), _dev(ours["a100"], paper),
+            _fmt(ours["a100-eager"], "x"), _dev(ours["a100-eager"], paper),
+            _fmt(gemm.report["prefill_ms"]), _fmt(steps.report["prefill_ms"]),
+            _fmt(implied["a100"]), _fmt(implied["a100-eager"]), _fmt(read), why,
+        ])
+        table.values.append({"model": model, "paper": paper, "ours_steps": ours,
+                             "prefill_ms": {"gemm": gemm.report["prefill_ms"],
+                                            "steps": steps.report["prefill_ms"]},
+                             "implied_prefill_ms": implied, "per_token_read_tbs": read})
+    if all(len(v) == len(plan.models) for v in speedups.values()):
+        for label, paper, reduce in (
+            ("average of the six", PAPER["speedup_a100_average"], lambda v: sum(v) / len(v)),
+            ("peak of the six", PAPER["speedup_a100_peak"], max),
+        ):
+            ours = {name: reduce(values) for name, values in speedups.items()}
+            why = _aggregate_why(label) if _needs_why([(ours[n], paper) for n in GPU_BASELINES]) else ""
+            table.rows.append([
+                label, _fmt(paper, "x"), _fmt(ours["a100"], "x"), _dev(ours["a100"], paper),
+                _fmt(ours["a100-eager"], "x"), _dev(ours["a100-eager"], paper), *["—"] * 5, why,
+            ])
+            table.values.append({"model": label, "paper": paper, "ours_steps": ours})
+    return table
 
 
 def pim_designs_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
@@ -474,6 +592,16 @@ def breakdown_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
         "—", "—", why,
     ])
     table.values.append({"part": "decode_share", "paper": paper_share, "ours": share})
+    steps = outcomes[plan.breakdown_run(prefill="steps").key].report
+    if steps is not None:
+        share = (steps["total_ms"] - steps["prefill_ms"]) / steps["total_ms"]
+        table.rows.append([
+            "decode share, prompt as decode steps", f"{paper_share:.1%}", f"{share:.1%}",
+            _dev(share, paper_share), "—", "—",
+            f"`--prefill steps`: a prefill of {_fmt(steps['prefill_ms'])} ms" if _needs_why(
+                [(share, paper_share)]) else "",
+        ])
+        table.values.append({"part": "decode_share_steps", "paper": paper_share, "ours": share})
     return table
 
 
@@ -508,6 +636,7 @@ def ablation_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
 def paper_tables(outcomes: dict[str, Outcome], plan: EvalPlan) -> list[Table]:
     return [
         grid_table(outcomes, plan),
+        prefill_table(outcomes, plan),
         pim_designs_table(outcomes, plan),
         breakdown_table(outcomes, plan),
         ablation_table(outcomes, plan),
@@ -548,9 +677,13 @@ def write_plots(outcomes: dict[str, Outcome], plan: EvalPlan, out: Path) -> list
         x = np.arange(len(plan.models))
         figure, axes = plt.subplots(figsize=(8, 4))
         paper = [PAPER["speedup_a100_256_768"].get(model, np.nan) for model in plan.models]
-        axes.bar(x - 0.27, paper, 0.27, label="paper")
-        for offset, name in ((0.0, "a100"), (0.27, "a100-eager")):
-            axes.bar(x + offset, [_speedup(o.report, name) for o in grid], 0.27, label=f"ours vs {name}")
+        axes.bar(x - 0.3, paper, 0.2, label="paper")
+        for offset, name in ((-0.1, "a100"), (0.1, "a100-eager")):
+            axes.bar(x + offset, [_speedup(o.report, name) for o in grid], 0.2, label=f"ours vs {name}")
+        steps = [outcomes[plan.grid_run(model, prefill="steps").key].report for model in plan.models]
+        if all(report is not None for report in steps):
+            axes.bar(x + 0.3, [_speedup(report, "a100") for report in steps], 0.2,
+                     label="ours vs a100, prompt as decode steps")
         axes.set_xticks(x, plan.models)
         axes.set_ylabel("speedup over A100 (total latency)")
         axes.set_title(f"prompt {plan.grid[0]}, generate {plan.grid[1]}")

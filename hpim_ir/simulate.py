@@ -8,7 +8,8 @@ scheduler at each step's context length. By default a few context lengths are si
 the steps between them interpolated (a step's time is piecewise affine in the context: the
 attention grows with it, the rest does not); `exact=True` simulates every step. The prefill
 is compiled per prompt length (cached the same way) and simulated by the same scheduler
-(`measure_prefill`); `prefill_estimate`, an analytic roofline, is the independent bound the
+(`measure_prefill`), or, with `prefill_mode="steps"`, run token by token as decode steps
+(`PREFILL_MODES`); `prefill_estimate`, an analytic roofline, is the independent bound the
 tests hold the simulated prefill to.
 
 Baselines are named GPU baselines first (`hpim_ir.baselines`), then hardware presets or files:
@@ -239,6 +240,7 @@ class SimulationReport:
     prompt: int
     generate: int
     batch: int
+    prefill_mode: str
     prefill_ms: float
     decode_ms_per_token: float
     total_ms: float
@@ -391,28 +393,50 @@ def measure_prefill(program, hw: Hardware, layers: int, exact: bool = False) -> 
     )
 
 
+PREFILL_MODES = ("gemm", "steps")
+"""How `hpim simulate` runs the prompt: `gemm`, the compiled prefill (the paper's mapping:
+GEMMs on the SRAM-PIM TCUs, each weight streamed in once per chunk of the prompt); `steps`,
+token by token as decode steps (every weight read once per prompt token, by the bank PUs of
+HBM-PIM under the `hpim` policy)."""
+
+
+@dataclass(frozen=True)
+class SimulatedPrefill:
+    """The prefill `simulate_prefill` simulated, and how (one of `PREFILL_MODES`)."""
+
+    measure: PrefillMeasure
+    mode: str
+
+
 def simulate_prefill(
     options: CompileOptions, prompt: int, hw: Hardware, use_cache: bool = True,
-    exact: bool = False, decode_program=None, samples: int = 8,
-) -> PrefillMeasure:
-    """Compile (or load) the prefill of `prompt` tokens and simulate it.
+    exact: bool = False, decode_program=None, samples: int = 8, mode: str = "gemm",
+) -> SimulatedPrefill:
+    """Simulate the prefill of `prompt` tokens in `mode` (`PREFILL_MODES`).
 
-    A policy that places the prefill's projections on HBM-PIM (`hbm-only`) has no GEMM to
-    run them as: such a design processes the prompt token by token, so its prefill is
-    `prompt` steps of `decode_program` at contexts 0 .. prompt - 1 (the steps' times summed;
+    `gemm` compiles (or loads) the prefill program and simulates it. A policy that places
+    the prefill's projections on HBM-PIM (`hbm-only`) has no GEMM to run them as: such a
+    design processes the prompt token by token, as `steps` does, so its prefill is `prompt`
+    steps of `decode_program` at contexts 0 .. prompt - 1 (the steps' times summed;
     `samples` of them simulated and the rest interpolated unless `exact`)."""
     from hpim_ir.passes.lower_sram_linear import PrefillOnHbm
     from hpim_ir.sim.program import MachineProgram
 
-    config = load_config(options.model)
-    try:
-        module, _ = compile_phase(options, "prefill", prompt, use_cache)
-    except PrefillOnHbm:
-        if decode_program is None:
-            raise
-        return token_by_token(decode_program, hw, prompt, exact, samples)
-    program = MachineProgram.from_module(module, source=f"{config.name} prefill")
-    return measure_prefill(program, hw, config.layers, exact)
+    if mode not in PREFILL_MODES:
+        raise HpimError(f"prefill mode must be one of {', '.join(PREFILL_MODES)}, got {mode!r}")
+    if mode == "gemm":
+        config = load_config(options.model)
+        try:
+            module, _ = compile_phase(options, "prefill", prompt, use_cache)
+        except PrefillOnHbm:
+            if decode_program is None:
+                raise
+        else:
+            program = MachineProgram.from_module(module, source=f"{config.name} prefill")
+            return SimulatedPrefill(measure_prefill(program, hw, config.layers, exact), "gemm")
+    if decode_program is None:
+        raise HpimError("a prefill run as decode steps needs the compiled decode step")
+    return SimulatedPrefill(token_by_token(decode_program, hw, prompt, exact, samples), "steps")
 
 
 def token_by_token(decode_program, hw: Hardware, prompt: int, exact: bool, samples: int) -> PrefillMeasure:
@@ -507,8 +531,11 @@ def simulate_request(
     use_cache: bool = True,
     trace: str | None = None,
     show_progress: bool = False,
+    prefill_mode: str = "gemm",
 ) -> SimulationReport:
-    """Compile (or load) the decode step, simulate the request, compare with baselines."""
+    """Compile (or load) the decode step, simulate the request (the prompt in
+    `prefill_mode`, `PREFILL_MODES`), compare with baselines (each machine in its own
+    default: the `gemm` prefill where it has one)."""
     from hpim_ir.sim.program import MachineProgram
 
     config = load_config(options.model)
@@ -537,7 +564,8 @@ def simulate_request(
     finally:
         if progress_bar is not None:
             progress_bar.stop()
-    prefill = simulate_prefill(options, prompt, hw, use_cache, exact, program, samples)
+    simulated = simulate_prefill(options, prompt, hw, use_cache, exact, program, samples, prefill_mode)
+    prefill = simulated.measure
     contexts = decode_contexts(prompt, generate)
     table = np.array(
         [[m.ns, m.hbm_busy_ns, m.sram_busy_ns, m.overlap_ns, m.energy_pj]
@@ -576,6 +604,7 @@ def simulate_request(
         prompt=prompt,
         generate=generate,
         batch=1,
+        prefill_mode=simulated.mode,
         prefill_ms=prefill_ms,
         decode_ms_per_token=decode_ms / generate,
         total_ms=total_ms,

@@ -21,6 +21,8 @@ from hpim_ir.evaluation import (
     deviation,
     evaluate,
     grid_table,
+    prefill_table,
+    weight_bytes,
     write_results,
 )
 
@@ -79,7 +81,7 @@ def test_tiny_grid_writes_markdown_json_and_plots(tiny_results) -> None:
     markdown = (out / "paper.md").read_text()
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"command", "paper", "tables", "runs"}
-    assert set(results["tables"]) == {"speedup_a100", "pim_designs", "breakdown", "ablation"}
+    assert set(results["tables"]) == {"speedup_a100", "prefill", "pim_designs", "breakdown", "ablation"}
     assert set(results["runs"]) == {run.key for run in TINY.runs()}
     for table in results["tables"].values():
         assert all(len(row) == len(table["columns"]) for row in table["rows"])
@@ -135,6 +137,9 @@ def test_why_it_differs_appears_exactly_beyond_thirty_percent() -> None:
         outcomes[run.key] = Outcome(run, 1.0, report=_fake_report(model, speedup))
     breakdown = plan.breakdown_run()
     outcomes.setdefault(breakdown.key, Outcome(breakdown, 1.0, error="not run"))
+    for model in plan.models:
+        run = plan.short_long_run(model)
+        outcomes[run.key] = Outcome(run, 1.0, error="not run")
     table = grid_table(outcomes, plan)
     rows = {row[0]: row for row in table.rows}
     assert rows["opt-6.7b"][3] == "+29%" and rows["opt-6.7b"][5] == "-29%"
@@ -142,6 +147,35 @@ def test_why_it_differs_appears_exactly_beyond_thirty_percent() -> None:
     assert rows["opt-13b"][5] == "+50%" and "decode" in rows["opt-13b"][-1]
     # The average of the two a100 speedups: (3.999 + 2.4) / 2 = 3.1995 against 6.2: -48%.
     assert rows["average of the six"][3] == "-48%" and rows["average of the six"][-1]
+    assert rows["peak, with prompt 32 / generate 1024 too"][2] == "not available: not run"
+    # With the short-input runs: the peak is the largest of all eight, and says where.
+    for model, value in (("opt-6.7b", 20.0), ("opt-13b", 1.0)):
+        run = plan.short_long_run(model)
+        outcomes[run.key] = Outcome(run, 1.0, report=_fake_report(model, {"a100": value, "a100-eager": value}))
+    peak = grid_table(outcomes, plan).values[-1]
+    assert peak["ours"]["a100"] == pytest.approx(20.0) and peak["where"]["a100"] == "opt-6.7b at 32/1024"
+
+
+def test_the_prefill_table_implies_the_papers_prefill() -> None:
+    plan = EvalPlan(models=("opt-13b",))
+    gemm = _fake_report("opt-13b", {"a100": 3.0, "a100-eager": 4.0})  # 3000 and 4000 ms
+    steps = {**gemm, "prefill_ms": 400.0, "total_ms": 1300.0}  # the same decode, 900 ms
+    outcomes = {}
+    for mode, report in (("gemm", gemm), ("steps", steps)):
+        run = plan.grid_run("opt-13b", prefill=mode)
+        outcomes[run.key] = Outcome(run, 1.0, report=report)
+    table = prefill_table(outcomes, plan)
+    values = table.values[0]  # then the average and the peak of the one model
+    # Paper 2.4x: the A100's 3000 ms / 2.4 = 1250 ms in all, less our 900 ms decode.
+    assert values["implied_prefill_ms"]["a100"] == pytest.approx(350.0)
+    assert values["implied_prefill_ms"]["a100-eager"] == pytest.approx(4000 / 2.4 - 900)
+    # Every weight once per prompt token (256) in 350 ms.
+    assert values["per_token_read_tbs"] == pytest.approx(weight_bytes("opt-13b") * 256 / 0.35 / 1e12)
+    # OPT-13B's weights: 40 layers x 12 x 5120^2 plus the 50272 x 5120 LM head, FP16.
+    assert weight_bytes("opt-13b") == 2 * (40 * 12 * 5120**2 + 50272 * 5120)
+    # With steps, 3000 / 1300 = 2.31x against the paper's 2.4x: -4%.
+    row = table.rows[0]
+    assert row[2] == "2.31x" and row[3] == "-4%" and row[-1] == ""
 
 
 def test_deviation_is_relative_to_the_paper() -> None:

@@ -167,7 +167,7 @@ def test_capacity_error_through_the_cli(tmp_path, capsys) -> None:
 
 
 def _simulated_ms(model: str, prompt: int, exact: bool = False) -> float:
-    return simulate_prefill(CompileOptions(model), prompt, HW, use_cache=False, exact=exact).ns / 1e6
+    return simulate_prefill(CompileOptions(model), prompt, HW, use_cache=False, exact=exact).measure.ns / 1e6
 
 
 def test_simulated_prefill_is_never_faster_than_the_roofline() -> None:
@@ -206,6 +206,7 @@ def test_hpim_simulate_reports_the_simulated_prefill(tmp_path, monkeypatch, caps
     argv = ["simulate", "opt-125m", "--prompt", "32", "--generate", "4", "--json"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
+    assert report["prefill_mode"] == "gemm"
     assert report["prefill_ms"] == pytest.approx(_simulated_ms("opt-125m", 32))
     assert report["prefill_ms"] >= prefill_estimate(load_config("opt-125m"), HW, 32).ms
     parts = report["breakdown"]["prefill"]
@@ -257,6 +258,42 @@ def test_a_prefill_on_hbm_pim_runs_token_by_token() -> None:
         simulate_prefill(options, 16, HW, use_cache=False)
     sampled = simulate_prefill(options, 16, HW, use_cache=False, decode_program=program)
     exact = simulate_prefill(options, 16, HW, use_cache=False, exact=True, decode_program=program)
-    assert sampled.ns == pytest.approx(exact.ns, rel=0.02)
+    assert sampled.mode == exact.mode == "steps"  # asked for gemm, ran as steps
+    assert sampled.measure.ns == pytest.approx(exact.measure.ns, rel=0.02)
     one_step = measure_step(program, HW, 0).ns
-    assert exact.ns >= 16 * one_step  # a step attends to more keys as the context grows
+    assert exact.measure.ns >= 16 * one_step  # a step attends to more keys as the context grows
+
+
+def test_the_prompt_as_decode_steps_is_the_sum_of_those_steps() -> None:
+    # `--prefill steps` on the hpim policy: exactly the decode step at contexts 0 .. 5,
+    # summed (exact), whatever the compiled prefill would take.
+    from hpim_ir.simulate import compile_decode_step
+
+    options = CompileOptions("opt-125m", max_context=64)
+    module, _ = compile_decode_step(options, use_cache=False)
+    program = MachineProgram.from_module(module)
+    steps = simulate_prefill(options, 6, HW, use_cache=False, exact=True, decode_program=program,
+                             mode="steps")
+    assert steps.mode == "steps"
+    assert steps.measure.ns == sum(measure_step(program, HW, ctx).ns for ctx in range(6))
+    with pytest.raises(HpimError, match="needs the compiled decode step"):
+        simulate_prefill(options, 6, HW, use_cache=False, mode="steps")
+    with pytest.raises(HpimError, match="prefill mode must be one of gemm, steps, got 'tcu'"):
+        simulate_prefill(options, 6, HW, use_cache=False, decode_program=program, mode="tcu")
+
+
+def test_hpim_simulate_prefill_steps(tmp_path, monkeypatch, capsys) -> None:
+    # The prompt of 3 tokens as decode steps at contexts 0, 1, 2 (all simulated: fewer
+    # than the samples), the decode after it at 3 and 4: five steps of one program.
+    from hpim_ir.simulate import compile_decode_step
+
+    monkeypatch.setenv("HPIM_CACHE_DIR", str(tmp_path))
+    argv = ["simulate", "opt-125m", "--prompt", "3", "--generate", "2", "--prefill", "steps", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["prefill_mode"] == "steps"
+    module, _ = compile_decode_step(CompileOptions("opt-125m", max_context=5))
+    program = MachineProgram.from_module(module)
+    steps = [measure_step(program, HW, ctx).ns / 1e6 for ctx in range(5)]
+    assert report["prefill_ms"] == pytest.approx(sum(steps[:3]))
+    assert report["decode_ms_per_token"] == pytest.approx(sum(steps[3:]) / 2)

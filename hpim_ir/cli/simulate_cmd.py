@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "machine (a hardware preset such as ianus-like, or a hardware TOML file), simulated "
         "here with its own policy; repeatable (default: a100)",
     )
+    parser.add_argument(
+        "--prefill", choices=("gemm", "steps"), default="gemm",
+        help="run the prompt as the compiled prefill (gemm: GEMMs on the SRAM-PIM TCUs, the "
+        "paper's mapping; default) or token by token as decode steps (steps)",
+    )
     parser.add_argument("--exact", action="store_true", help="simulate every decode step")
     parser.add_argument(
         "--samples", type=int, default=8,
@@ -67,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         trace=args.trace,
         show_progress=not args.json and sys.stderr.isatty(),
+        prefill_mode=args.prefill,
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -82,7 +88,8 @@ def _print_table(report) -> None:
     console = Console()
     title = (
         f"{report.model} on {report.hw} ({report.policy}"
-        f"{'' if report.pipeline else ', no pipeline'}): prompt {report.prompt}, "
+        f"{'' if report.pipeline else ', no pipeline'}): prompt {report.prompt} "
+        f"({'GEMM prefill' if report.prefill_mode == 'gemm' else 'as decode steps'}), "
         f"generate {report.generate}"
     )
     summary = Table(title=title, show_header=True)
