@@ -11,7 +11,10 @@ section: prologue, repeated decoder layers, epilogue). Its instructions come at 
   for a whole tile on a channel range `ch A to B` (half-open, as `scf.for`), which is what
   compiled programs use: a model never becomes one op per DRAM command. The count of `gemv`,
   `read`, `write` (rows) and `readout` (bursts) may grow with the context length: with
-  `ctx P / D` (properties `per_ctx`, `ctx_div`) it is the count plus ceil(P * ctx / D).
+  `ctx P / D` (properties `per_ctx`, `ctx_div`) it is the count plus ceil(P * ctx / D), and
+  with `ctx P / D off Q` (property `ctx_off`, never 0) the count plus max(0, ceil((P * ctx +
+  Q) / D)): one exact share of a count cut in pieces (`split_count` in
+  `hpim_ir.sim.hbm.program`), as the pieces a KV cache's context streams in.
 
 `signal` / `wait` synchronize with the SRAM-PIM stream through integer tokens. Every field is
 an i64 property, not an SSA value: these are instruction fields fixed at compile time, and the
@@ -49,6 +52,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from hpim_ir.asm.syntax import (
     CONTEXT_FIELDS,
+    CONTEXT_OFFSET,
     HBM_BY_MNEMONIC,
     Channels,
     ChannelForm,
@@ -181,9 +185,11 @@ class HbmInstructionOp(IRDLOperation):
         return (self._value("ch"), self._value("ch") + 1)
 
     def values(self) -> dict[str, int]:
-        """The fields after the channel, by name, and `per_ctx`, `ctx_div` when given."""
+        """The fields after the channel, by name, and `per_ctx`, `ctx_div`, `ctx_off` when
+        given."""
         values = {field.name: self._value(field.name) for field in self.syntax().fields}
-        values.update({n: self._value(n) for n in CONTEXT_FIELDS if n in self.properties})
+        context = (*CONTEXT_FIELDS, CONTEXT_OFFSET)
+        values.update({n: self._value(n) for n in context if n in self.properties})
         return values
 
     def record(self) -> tuple:
@@ -363,16 +369,17 @@ class WaitOp(HbmInstructionOp):
 
 # --- macro-instructions ----------------------------------------------------------------------
 
-_CONTEXT_FORMAT = "(`ctx` $per_ctx^ `/` $ctx_div)? attr-dict"
-"""The optional `ctx P / D` of a macro whose count may grow with the context length."""
+_CONTEXT_FORMAT = "(`ctx` $per_ctx^ `/` $ctx_div)? (`off` $ctx_off^)? attr-dict"
+"""The optional `ctx P / D [off Q]` of a macro whose count may grow with the context length."""
 
 
 @irdl_op_definition
 class GemvOp(HbmInstructionOp):
-    """`hbm_isa.gemv ch A to B row R rows N cols K [ctx P / D]`: on each channel of [A, B), a
-    GEMV tile streamed over N rows from row R and K columns of all banks: `mac_ab row r col
-    k` for r in R..R+N-1, k in 0..K-1. With `ctx`, N grows by ceil(P * ctx / D) (and may be
-    0 without it): the rows of a KV cache a step attends to."""
+    """`hbm_isa.gemv ch A to B row R rows N cols K [ctx P / D [off Q]]`: on each channel of
+    [A, B), a GEMV tile streamed over N rows from row R and K columns of all banks: `mac_ab
+    row r col k` for r in R..R+N-1, k in 0..K-1. With `ctx`, N grows by ceil(P * ctx / D)
+    (with `off`: max(0, ceil((P * ctx + Q) / D))) and may be 0 without it: the rows of a KV
+    cache a step attends to."""
 
     name = "hbm_isa.gemv"
     ch_lo = prop_def(IntegerAttr[I64])
@@ -382,6 +389,7 @@ class GemvOp(HbmInstructionOp):
     cols = prop_def(IntegerAttr[I64])
     per_ctx = opt_prop_def(IntegerAttr[I64])
     ctx_div = opt_prop_def(IntegerAttr[I64])
+    ctx_off = opt_prop_def(IntegerAttr[I64])
     assembly_format = (
         "`ch` $ch_lo `to` $ch_hi `row` $row `rows` $rows `cols` $cols " + _CONTEXT_FORMAT
     )
@@ -401,8 +409,9 @@ class LoadGbOp(HbmInstructionOp):
 
 @irdl_op_definition
 class ReadoutOp(HbmInstructionOp):
-    """`hbm_isa.readout ch A to B n N [ctx P / D]`: read N x 32 B of results out of each
-    channel of [A, B) (N x `rd_out`); with `ctx`, N grows by ceil(P * ctx / D)."""
+    """`hbm_isa.readout ch A to B n N [ctx P / D [off Q]]`: read N x 32 B of results out of
+    each channel of [A, B) (N x `rd_out`); with `ctx`, N grows by ceil(P * ctx / D) (with
+    `off`: max(0, ceil((P * ctx + Q) / D)))."""
 
     name = "hbm_isa.readout"
     ch_lo = prop_def(IntegerAttr[I64])
@@ -410,14 +419,16 @@ class ReadoutOp(HbmInstructionOp):
     n = prop_def(IntegerAttr[I64])
     per_ctx = opt_prop_def(IntegerAttr[I64])
     ctx_div = opt_prop_def(IntegerAttr[I64])
+    ctx_off = opt_prop_def(IntegerAttr[I64])
     assembly_format = "`ch` $ch_lo `to` $ch_hi `n` $n " + _CONTEXT_FORMAT
 
 
 class _StreamMacroOp(HbmInstructionOp):
-    """A normal-mode macro `ch A to B row R rows N cols K [ctx P / D]` over columns 0..K-1 of
-    rows R..R+N-1 of every bank of each channel of [A, B), in the order of
+    """A normal-mode macro `ch A to B row R rows N cols K [ctx P / D [off Q]]` over columns
+    0..K-1 of rows R..R+N-1 of every bank of each channel of [A, B), in the order of
     `hpim_ir.sim.hbm.normal` (bank groups and pseudo-channels interleaved, rows opened
-    ahead); with `ctx`, N grows by ceil(P * ctx / D) (and may be 0 without it)."""
+    ahead); with `ctx`, N grows by ceil(P * ctx / D) (with `off`: max(0, ceil((P * ctx + Q)
+    / D))) and may be 0 without it."""
 
     ch_lo = prop_def(IntegerAttr[I64])
     ch_hi = prop_def(IntegerAttr[I64])
@@ -426,6 +437,7 @@ class _StreamMacroOp(HbmInstructionOp):
     cols = prop_def(IntegerAttr[I64])
     per_ctx = opt_prop_def(IntegerAttr[I64])
     ctx_div = opt_prop_def(IntegerAttr[I64])
+    ctx_off = opt_prop_def(IntegerAttr[I64])
     assembly_format = (
         "`ch` $ch_lo `to` $ch_hi `row` $row `rows` $rows `cols` $cols " + _CONTEXT_FORMAT
     )
@@ -433,16 +445,16 @@ class _StreamMacroOp(HbmInstructionOp):
 
 @irdl_op_definition
 class ReadOp(_StreamMacroOp):
-    """`hbm_isa.read ch A to B row R rows N cols K [ctx P / D]`: read the data to the host
-    (an embedding row, the cached K / V streamed to the SRAM-PIM cores)."""
+    """`hbm_isa.read ch A to B row R rows N cols K [ctx P / D [off Q]]`: read the data to the
+    host (an embedding row, the cached K / V streamed to the SRAM-PIM cores)."""
 
     name = "hbm_isa.read"
 
 
 @irdl_op_definition
 class WriteOp(_StreamMacroOp):
-    """`hbm_isa.write ch A to B row R rows N cols K [ctx P / D]`: write it from the host (a
-    token's K and V appended to a KV cache)."""
+    """`hbm_isa.write ch A to B row R rows N cols K [ctx P / D [off Q]]`: write it from the
+    host (a token's K and V appended to a KV cache)."""
 
     name = "hbm_isa.write"
 

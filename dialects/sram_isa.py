@@ -28,9 +28,10 @@ e.g. `sram_isa.vcu softmax cores 0 to 32 dst 4 src0 3 n "ctx + 1"`, `sram_isa.si
 
 The verifier checks what holds on every machine: numbers non-negative, core ranges
 non-empty, operands as the Form says, a known kind, every size at least 1 at every context
-length from `MIN_CTX` on, values within the record's integer widths. Bounds against a machine
-(a core below its core count, buffers live and within activation memory) are checked when the
-program is simulated.
+length from `MIN_CTX` on (at least 0 for `stream_mvm`, `EMPTY_ALLOWED`: the product of a
+piece of a streamed context, empty at short contexts), values within the record's integer
+widths. Bounds against a machine (a core below its core count, buffers live and within
+activation memory) are checked when the program is simulated.
 `program_from_ops` and `ops_from_program` convert a stream to and from the `SramProgram`
 record array the simulator consumes.
 """
@@ -72,6 +73,7 @@ from hpim_ir.sim.sram.program import (
     SramOp,
     SramProgram,
     VcuFn,
+    smallest_size,
 )
 
 # --- the fields ------------------------------------------------------------------------------
@@ -163,33 +165,36 @@ MIN_CTX = 0
 """The smallest context length a program is simulated at; sizes must be positive from it on."""
 
 
-def first_nonpositive_ctx(size: Affine) -> int | None:
-    """The smallest `ctx >= MIN_CTX` at which `size` (with `d >= 1`) is at most 0, or None."""
-    # ceil(y / d) <= 0 iff y <= 0 for d >= 1, and y = a*ctx + b is monotone in ctx: it is
-    # positive from MIN_CTX on unless it starts at most 0 or falls (a < 0), reaching 0 at -b/a.
-    if size.a * MIN_CTX + size.b <= 0:
+def first_ctx_below(size: Affine, minimum: int = 1) -> int | None:
+    """The smallest `ctx >= MIN_CTX` at which `size` (with `d >= 1`) is below `minimum`, or
+    None."""
+    # ceil(y / d) < m iff y <= (m - 1) * d for d >= 1, and y = a*ctx + b is monotone in ctx: it
+    # stays above that from MIN_CTX on unless it starts at or below it or falls (a < 0).
+    threshold = (minimum - 1) * size.d
+    if size.a * MIN_CTX + size.b <= threshold:
         return MIN_CTX
     if size.a < 0:
-        return -(-size.b // -size.a)
+        return -(-(size.b - threshold) // -size.a)
     return None
 
 
-def size_problem(name: str, size: Affine) -> str | None:
-    """Why `size` cannot be size `name` (which must be at least 1 at every ctx >= MIN_CTX)."""
+def size_problem(name: str, size: Affine, minimum: int = 1) -> str | None:
+    """Why `size` cannot be size `name`, which must be at least `minimum` at every ctx >=
+    MIN_CTX (1; 0 for the instructions of `EMPTY_ALLOWED`)."""
     lowest, highest = SIZE_RANGE
     spelled = f"{name} {size_spelling(size)}"
     if not all(lowest <= value <= highest for value in (size.a, size.b, size.d)):
         return f"{spelled} does not fit a record: a, b and d of ceil((a*ctx + b)/d) are 32-bit"
     if size.d < 1:
         return f"{spelled} divides by {size.d}: the divisor must be at least 1"
-    ctx = first_nonpositive_ctx(size)
+    ctx = first_ctx_below(size, minimum)
     if ctx is None:
         return None
     if size.a == 0 and size.d == 1:
-        return f"{name} must be at least 1, got {size.b}"
+        return f"{name} must be at least {minimum}, got {size.b}"
     return (
         f"{spelled} is {size(ctx)} at ctx = {ctx}: "
-        f"a size must be at least 1 at every ctx >= {MIN_CTX}"
+        f"a size must be at least {minimum} at every ctx >= {MIN_CTX}"
     )
 
 
@@ -407,7 +412,7 @@ class SramInstructionOp(IRDLOperation):
         for name, size in sizes.items():
             if name not in wanted:
                 return f"takes no size {name} (its sizes: {', '.join(wanted) or 'none'})"
-            if problem := size_problem(name, size):
+            if problem := size_problem(name, size, smallest_size(self.OP)):
                 return problem
         missing = [name for name in wanted if name not in sizes]
         if missing:

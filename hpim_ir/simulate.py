@@ -75,13 +75,15 @@ def _source_text(spec: str) -> str:
 
 
 def _compiler_digest() -> str:
-    """A digest of hpim's own source (frontend, dialects, passes), so a changed compiler
-    never reuses programs compiled by the old one."""
+    """A digest of hpim's own source (frontend, dialects, passes, and the simulator's
+    program model, whose instruction tables and count forms the passes build on), so a
+    changed compiler never reuses programs compiled by the old one."""
     import hpim_ir
-    from hpim_ir import dialects, passes
+    from hpim_ir import dialects, passes, sim
 
     digest = hashlib.sha256(__version__.encode())
-    roots = [Path(hpim_ir.__file__).parent / "frontend", *map(Path, dialects.__path__), *map(Path, passes.__path__)]
+    roots = [Path(hpim_ir.__file__).parent / "frontend",
+             *map(Path, [*dialects.__path__, *passes.__path__, *sim.__path__])]
     for root in roots:
         for path in sorted(root.rglob("*.py")):
             digest.update(path.read_bytes())

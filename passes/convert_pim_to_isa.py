@@ -348,9 +348,10 @@ class _Lowering:
             for piece in tokens[waited : last + 1]:
                 self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=piece)
             waited = max(waited, last + 1)
-            piece_bytes = share.ceildiv(tiles) if isinstance(share, Affine) else -(-share // tiles)
-            self.section.sram.add(SramOp.LOAD, cores, dst=target, sizes=[piece_bytes])
-            self.note(src=self.name(transfer.input), piece=index, pieces=tiles)
+            piece_bytes = share if tiles == 1 else _load_bytes(share, index, tiles)
+            if piece_bytes:  # a part of fewer entries than loads leaves the last ones empty
+                self.section.sram.add(SramOp.LOAD, cores, dst=target, sizes=[piece_bytes])
+                self.note(src=self.name(transfer.input), piece=index, pieces=tiles)
 
     def last_pieces(
         self, transfer: pim.TransferOp, cores: tuple[int, int], share: int | Affine, tiles: int
@@ -396,15 +397,12 @@ class _Lowering:
             placement = from_dict_attr(HbmPlacement, decl.placement)
             streamed = any(isinstance(use.operation, pim.TransferOp) for use in op.result.uses)
             tokens, _ = self.pipelined_token(op)
-            ops = lower_cache_append(_elements(op.value), placement, self.hbm_cfg, streamed, tokens)
             cache = op.cache.string_value()
+            ops = lower_cache_append(
+                _elements(op.value), placement, self.hbm_cfg, streamed, tokens,
+                {"cache": cache, "split": _context_split(op)},
+            )
             ops[0].attributes["data"] = data_attr({"cache": cache, "src": self.name(op.value)})
-            reads = [read for read in ops if isinstance(read, hbm_isa.ReadOp)]
-            split = _context_split(op)
-            for piece, read in enumerate(reads):
-                read.attributes["data"] = data_attr(
-                    {"cache": cache, "piece": piece, "pieces": len(reads), "split": split}
-                )
             self.section.hbm.extend(ops)
             return
         if isinstance(op, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
@@ -628,12 +626,14 @@ class _Lowering:
                 self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=sizes)
                 self.note(**data, cache=name, piece=0, pieces=1)
                 return
+            # Piece i streams every `pieces`-th key of each core's slice from key i on: its
+            # exact share (`Affine.piece`), empty while the slice has at most i keys.
             pieces = len(tokens)
-            split = [
-                size.ceildiv(pieces) if isinstance(size, Affine) and size.a else size
-                for size in sizes
-            ]
             for piece, token in enumerate(tokens):
+                split = [
+                    size.piece(piece, pieces) if isinstance(size, Affine) and size.a else size
+                    for size in sizes
+                ]
                 self.section.sram.add(SramOp.WAIT, (0, self.cores), tok=token)
                 self.section.sram.add(SramOp.STREAM_MVM, cores, dst=dst, src0=src0, sizes=split)
                 self.note(**data, cache=name, piece=piece, pieces=pieces)
@@ -766,6 +766,15 @@ def _require_tiles_and_sync(module: ModuleOp, tokens: dict[int, pim.TransferOp])
         raise HpimError(f"convert-pim-to-isa: {missing} first")
 
 
+def _load_bytes(share: int, index: int, loads: int) -> int:
+    """Bytes load `index` of `loads` brings of a core's part of `share` bytes (K or V from a
+    tiled GEMV, whose size does not depend on the context): entries `[index * per, (index +
+    1) * per)` of its FP16 entries (`last_pieces`), so that the loads add up to the part."""
+    count = share // BYTES_FP16
+    per = -(-count // loads)
+    return max(0, min(per, count - index * per)) * BYTES_FP16
+
+
 def _elements_of_share(share: int | Affine) -> int | Affine:
     """FP16 elements in a share of bytes."""
     if isinstance(share, Affine):
@@ -815,7 +824,10 @@ class ConvertPimToIsaPass(ModulePass):
     A KV cache in HBM: HBM-PIM writes the step's K and V rows at the end of the cache and
     reads the cached context out (a `read` whose row count grows with `ctx`, none at context
     0), and SRAM-PIM streams it and the step's own K/V (`ctx + 1` keys) through its macros
-    (`stream_mvm`) instead of multiplying a resident matrix.
+    (`stream_mvm`) instead of multiplying a resident matrix. Pipelined, both sides go piece
+    by piece, each piece exactly its share: piece i of n reads every n-th stripe of the whole
+    context from stripe i on (`ctx P / D off Q`) and streams every n-th key of each core's
+    slice from key i on, so the pieces move exactly what the whole would at every context.
 
     A linear on SRAM-PIM (`attacc`, `pnm`): its weight stays in HBM where `pim-tile-hbm`
     placed it (spread over every bank, layer-major) and streams in tiles, as in a prefill

@@ -17,6 +17,7 @@ from xdsl.ir import Attribute, Operation
 from hpim_ir.dialects import hbm_isa, pim
 from hpim_ir.hardware import HbmConfig
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, GemvTile, HbmPlacement, from_dict_attr
+from hpim_ir.sim.hbm.program import split_count
 
 
 def data_attr(data: dict[str, str | int | float]) -> DictionaryAttr:
@@ -161,13 +162,16 @@ CONTEXT_STRIPE_COLUMNS = 8
 
 def lower_cache_append(
     values: int, placement: HbmPlacement, hbm: HbmConfig, read_context: bool,
-    tokens: list[int] | None = None,
+    tokens: list[int] | None = None, read_data: dict | None = None,
 ) -> list[Operation]:
     """A KV cache in HBM: the step's K (or V) row, `values` FP16 spread over the cache's
     channels, written at the end of the cache; then, if the SRAM-PIM cores compute the
     attention (`read_context`; attention in HBM-PIM reads the cache in place), the cached
     context read out towards them: `ceil(ctx * bytes / (banks x stripe))` stripes of every
-    bank, bound per step (`ctx` is the symbolic context length), none at context 0. The cores
+    bank, bound per step (`ctx` is the symbolic context length), none at context 0; with
+    `tokens`, in one piece per token, piece i the stripes i, i + pieces, ... (together exactly
+    the whole's). Each read's `data` is `read_data` with its `piece`, `pieces` and the whole's
+    stripes, ceil(ctx * `rows_per_ctx` / `rows_div`). The cores
     stream `ctx + 1` keys (values): the cached ones and the step's own, which the controller
     forwards from the GEMV's readout it writes, so it is not read back. Rows are layer 0's;
     the cache is laid out layer-major with the weights, so the section's `row_stride` moves
@@ -181,19 +185,29 @@ def lower_cache_append(
     # The context is read in stripes of CONTEXT_STRIPE_COLUMNS columns of every bank: short
     # enough that a short context does not read a whole page of every bank, long enough
     # that each activation serves several bursts.
-    # Streamed in pieces (one per token of `tokens`), each raising its token when read.
-    pieces = len(tokens) if tokens else 1
-    per_stripe = hbm.banks_per_channel * CONTEXT_STRIPE_COLUMNS * hbm.column_bytes * pieces
+    per_stripe = hbm.banks_per_channel * CONTEXT_STRIPE_COLUMNS * hbm.column_bytes
     divisor = math.gcd(per_token, per_stripe)
+    whole = (0, per_token // divisor, per_stripe // divisor, 0)
+    # Streamed in pieces (one per token of `tokens`), each raising its token when read.
+    # Piece i reads stripes i, i + pieces, ...: exactly its share of the whole's stripes at
+    # every context (`split_count`), where each piece rounding up on its own would read up
+    # to `pieces` times the stripes of a short context. The cache keeps the stripes of
+    # piece i together, from the i-th of `pieces` equal parts of its rows, so that each
+    # piece is one `read` of consecutive rows from a row fixed at compile time.
+    pieces = len(tokens) if tokens else 1
+    region = -(-placement.rows // pieces)
     ops: list[Operation] = [write]
-    for piece in range(pieces):
+    for piece, (rows, per_ctx, ctx_div, ctx_off) in enumerate(split_count(*whole, pieces)):
+        offset = {"ctx_off": ctx_off} if ctx_off else {}
         ops.append(
             hbm_isa.ReadOp(
-                ch_lo=0, ch_hi=channels, row=placement.row_base, rows=0,
-                cols=CONTEXT_STRIPE_COLUMNS, per_ctx=per_token // divisor,
-                ctx_div=per_stripe // divisor,
+                ch_lo=0, ch_hi=channels, row=placement.row_base + piece * region, rows=rows,
+                cols=CONTEXT_STRIPE_COLUMNS, per_ctx=per_ctx, ctx_div=ctx_div, **offset,
             )
         )
+        stripes = {"rows_per_ctx": whole[1], "rows_div": whole[2]}
+        data = {**(read_data or {}), "piece": piece, "pieces": pieces, **stripes}
+        ops[-1].attributes["data"] = data_attr(data)
         if tokens:
             ops.append(hbm_isa.SignalOp(tok=tokens[piece]))
     return ops

@@ -310,7 +310,7 @@ class MachineStep:
         move = strides[hbm_origin.section] * hbm_origin.iteration
         has_row = hbm_records["row"] >= 0
         hbm_records["row"] = np.where(has_row, hbm_records["row"] + move, hbm_records["row"])
-        hbm_records["per_ctx"], hbm_records["ctx_div"] = 0, 1
+        hbm_records["per_ctx"], hbm_records["ctx_div"], hbm_records["ctx_off"] = 0, 1, 0
         step = MachineStep(
             program,
             ctx,

@@ -62,7 +62,7 @@ def instruction(draw) -> tuple[str, tuple]:
             words.append(f"ch={_padded(draw, lo)}:{_padded(draw, hi)}")
         else:
             words.append(f"ch={_padded(draw, lo)}")
-    columns = {"row": -1, "col": -1, "n": 1, "bank": -1, "per_ctx": 0, "ctx_div": 1}
+    columns = {"row": -1, "col": -1, "n": 1, "bank": -1, "per_ctx": 0, "ctx_div": 1, "ctx_off": 0}
     context = syntax.count is not None and draw(st.booleans())
     for field in syntax.fields:
         minimum = 0 if context and field == syntax.count else field.minimum
@@ -72,9 +72,15 @@ def instruction(draw) -> tuple[str, tuple]:
     if context:
         columns["per_ctx"], columns["ctx_div"] = draw(positive), draw(positive)
         words.append(f"ctx={_padded(draw, columns['per_ctx'])}/{_padded(draw, columns['ctx_div'])}")
+        # An offset (never 0, either sign) sends the line to the lark path.
+        offset = draw(st.none() | positive.map(lambda v: v * draw(st.sampled_from([-1, 1]))))
+        if offset is not None:
+            columns["ctx_off"] = offset
+            words.append(f"off={offset}")
     text = "".join(w + draw(separators) for w in words[:-1]) + words[-1]
     record = (syntax.op, lo, hi, columns["row"], columns["col"], columns["n"], 0)
-    return text, record + (columns["bank"], columns["per_ctx"], columns["ctx_div"])
+    context_columns = (columns["per_ctx"], columns["ctx_div"], columns["ctx_off"])
+    return text, record + (columns["bank"], *context_columns)
 
 
 @st.composite
@@ -143,8 +149,9 @@ def test_fast_and_reference_readers_give_the_generated_program(case) -> None:
         program = read(text, "prog.hpimasm")
         assert program.records.tolist() == expected.records.tolist()
         assert program.sections == expected.sections
-    # The fast path read every line itself: nothing went to lark.
-    assert len(_fast_records(text)[2]) == 0
+    # The fast path read every line itself but those with an offset: they go to lark.
+    with_offset = [n for n, line in enumerate(text.split("\n"), 1) if "off=" in line.split("#")[0]]
+    assert _fast_records(text)[2].tolist() == with_offset
 
 
 # Edits of an instruction (the part before any comment) that always make it wrong, each with
@@ -319,7 +326,7 @@ def test_a_section_name_assembly_cannot_spell_is_an_error() -> None:
 
 
 def test_ops_give_the_records_of_their_semantics() -> None:
-    # Hand-written: (op, ch_lo, ch_hi, row, col, n, line, bank, per_ctx, ctx_div) per
+    # Hand-written: (op, ch_lo, ch_hi, row, col, n, line, bank, per_ctx, ctx_div, ctx_off) per
     # program.py's layout.
     stream = hbm_isa.StreamOp(
         [
@@ -344,30 +351,34 @@ def test_ops_give_the_records_of_their_semantics() -> None:
             hbm_isa.ReadOp(ch_lo=0, ch_hi=16, row=100, rows=0, cols=32, per_ctx=1, ctx_div=8),
             hbm_isa.WriteOp(ch_lo=3, ch_hi=4, row=6, rows=2, cols=16),
             hbm_isa.GemvOp(ch_lo=0, ch_hi=2, row=2, rows=1, cols=4, per_ctx=3, ctx_div=2),
+            hbm_isa.ReadOp(
+                ch_lo=0, ch_hi=16, row=100, rows=0, cols=8, per_ctx=1, ctx_div=32, ctx_off=-8
+            ),
         ]
     )
     assert hbm_isa.program_from_streams([stream]).records.tolist() == [
-        (HbmOp.WR_GB, 3, 4, -1, 5, 1, 0, -1, 0, 1),
-        (HbmOp.MAC_AB, 3, 4, 12, 5, 1, 0, -1, 0, 1),
-        (HbmOp.ACT_AB, 0, 1, 7, -1, 1, 0, -1, 0, 1),
-        (HbmOp.PRE_AB, 0, 1, -1, -1, 1, 0, -1, 0, 1),
-        (HbmOp.RD_OUT, 1, 2, -1, -1, 1, 0, -1, 0, 1),
-        (HbmOp.BARRIER, 0, -1, -1, -1, 1, 0, -1, 0, 1),
-        (HbmOp.BARRIER, 2, 3, -1, -1, 1, 0, -1, 0, 1),
-        (HbmOp.SIGNAL, -1, -1, -1, -1, 4, 0, -1, 0, 1),
-        (HbmOp.WAIT, -1, -1, -1, -1, 0, 0, -1, 0, 1),
-        (HbmOp.GEMV, 0, 16, 2, 32, 4, 0, -1, 0, 1),
-        (HbmOp.LOAD_GB, 4, 8, -1, 32, 1, 0, -1, 0, 1),
-        (HbmOp.READOUT, 15, 16, -1, -1, 8, 0, -1, 0, 1),
-        (HbmOp.ACT, 2, 3, 9, -1, 1, 0, 63, 0, 1),
-        (HbmOp.PRE, 2, 3, -1, -1, 1, 0, 5, 0, 1),
-        (HbmOp.RD, 1, 2, 4, 31, 1, 0, 3, 0, 1),
-        (HbmOp.WR, 1, 2, 4, 0, 1, 0, 3, 0, 1),
-        (HbmOp.RDA, 1, 2, 8, 1, 1, 0, 7, 0, 1),
-        (HbmOp.WRA, 1, 2, 8, 2, 1, 0, 7, 0, 1),
-        (HbmOp.READ, 0, 16, 100, 32, 0, 0, -1, 1, 8),
-        (HbmOp.WRITE, 3, 4, 6, 16, 2, 0, -1, 0, 1),
-        (HbmOp.GEMV, 0, 2, 2, 4, 1, 0, -1, 3, 2),
+        (HbmOp.WR_GB, 3, 4, -1, 5, 1, 0, -1, 0, 1, 0),
+        (HbmOp.MAC_AB, 3, 4, 12, 5, 1, 0, -1, 0, 1, 0),
+        (HbmOp.ACT_AB, 0, 1, 7, -1, 1, 0, -1, 0, 1, 0),
+        (HbmOp.PRE_AB, 0, 1, -1, -1, 1, 0, -1, 0, 1, 0),
+        (HbmOp.RD_OUT, 1, 2, -1, -1, 1, 0, -1, 0, 1, 0),
+        (HbmOp.BARRIER, 0, -1, -1, -1, 1, 0, -1, 0, 1, 0),
+        (HbmOp.BARRIER, 2, 3, -1, -1, 1, 0, -1, 0, 1, 0),
+        (HbmOp.SIGNAL, -1, -1, -1, -1, 4, 0, -1, 0, 1, 0),
+        (HbmOp.WAIT, -1, -1, -1, -1, 0, 0, -1, 0, 1, 0),
+        (HbmOp.GEMV, 0, 16, 2, 32, 4, 0, -1, 0, 1, 0),
+        (HbmOp.LOAD_GB, 4, 8, -1, 32, 1, 0, -1, 0, 1, 0),
+        (HbmOp.READOUT, 15, 16, -1, -1, 8, 0, -1, 0, 1, 0),
+        (HbmOp.ACT, 2, 3, 9, -1, 1, 0, 63, 0, 1, 0),
+        (HbmOp.PRE, 2, 3, -1, -1, 1, 0, 5, 0, 1, 0),
+        (HbmOp.RD, 1, 2, 4, 31, 1, 0, 3, 0, 1, 0),
+        (HbmOp.WR, 1, 2, 4, 0, 1, 0, 3, 0, 1, 0),
+        (HbmOp.RDA, 1, 2, 8, 1, 1, 0, 7, 0, 1, 0),
+        (HbmOp.WRA, 1, 2, 8, 2, 1, 0, 7, 0, 1, 0),
+        (HbmOp.READ, 0, 16, 100, 32, 0, 0, -1, 1, 8, 0),
+        (HbmOp.WRITE, 3, 4, 6, 16, 2, 0, -1, 0, 1, 0),
+        (HbmOp.GEMV, 0, 2, 2, 4, 1, 0, -1, 3, 2, 0),
+        (HbmOp.READ, 0, 16, 100, 8, 0, 0, -1, 1, 32, -8),
     ]
 
 
@@ -376,6 +387,14 @@ def test_ops_give_the_records_of_their_semantics() -> None:
     [
         (hbm_isa.GemvOp(ch_lo=0, ch_hi=16, row=0, rows=0, cols=32), "rows must be at least 1"),
         (hbm_isa.ReadOp(ch_lo=0, ch_hi=1, row=0, rows=0, cols=8, per_ctx=1), "per_ctx and ctx_div"),
+        (
+            hbm_isa.ReadOp(ch_lo=0, ch_hi=1, row=0, rows=1, cols=8, ctx_off=-2),
+            r"ctx_off -2 needs a ctx= term \(per_ctx and ctx_div\)",
+        ),
+        (
+            hbm_isa.ReadoutOp(ch_lo=0, ch_hi=1, n=0, per_ctx=1, ctx_div=4, ctx_off=0),
+            r"ctx_off must not be 0 \(a count without an offset leaves it out\)",
+        ),
     ],
 )
 def test_program_from_an_invalid_stream_is_an_error(op, message) -> None:

@@ -15,6 +15,8 @@ channels), several input segments with a short last one (201 inputs in segments 
 the three ways heads meet cores: 2 heads on 4 cores (a head split over 2 cores: all-gathered
 softmax statistics, reduced outputs), 4 heads (one per core), 8 query heads sharing 2 KV heads
 (two heads per core, run in phases). The `hpim` preset (64 channels, 32 cores) runs them too.
+With one bank in one channel, a KV cache in HBM is a few stripes long, so the 4 pieces its
+context streams in read 0 to 4 stripes each (the later ones none at short contexts).
 
 The executor hands over to the other stream at every token, so a consumer reads a piece as
 early as the hardware may: a core's load of K/V rows the GEMV has not delivered yet is an
@@ -203,6 +205,22 @@ def test_kv_cache_resident_or_streamed(model: Model, tiny_machine: str, hw: str,
             model.run(module, machine)
         pytest.xfail("the pipelined K/V pieces do not hold what a core loads")
     assert_computes_the_model(model, model.run(module, machine))
+
+
+def test_context_streamed_in_pieces_of_few_stripes(
+    model: Model, tiny_machine: str, tmp_path: Path
+) -> None:
+    # One bank in one channel: a context stripe (8 columns of 32 B) holds 2 tokens of K (64
+    # values of 2 B), so over the 10 tokens the whole context is 0 to 5 stripes and the 4
+    # pieces read 1, 2, 3 or 4 of them. Where later pieces read none, the last piece that
+    # reads one brings their keys; the executor checks every key against its tokens.
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text(
+        f'extends = "{tiny_machine}"\n[hbm]\nchannels = 1\npseudo_channels = 1\nranks = 1\n'
+        "bank_groups = 1\nbanks_per_group = 1\n"
+    )
+    module = model.compile(str(narrow), kv="hbm")
+    assert_computes_the_model(model, model.run(module, str(narrow)))
 
 
 def test_identical_across_runs(model: Model, tiny_machine: str) -> None:

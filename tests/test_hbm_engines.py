@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from hpim_ir.hardware import load_hardware
 from hpim_ir.sim.hbm import HbmOp, HbmProgram, fast, simulate
+from hpim_ir.sim.hbm.program import split_count
 
 CHANNELS = 16
 """Both 5.2 Gb/s presets have one stack of 16 channels; most instructions use the first 4."""
@@ -195,3 +196,41 @@ def test_passes_seen_before_are_replayed(machines, monkeypatch, which):
     assert_engines_agree(program, machines[which])
     bursts = result.commands["RD"] + result.commands["RDA"]
     assert bursts == 2 * 6 * 64 * 32 == len(result.trace[result.trace["command"] >= 8])
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    per_ctx=st.integers(1, 8),
+    ctx_div=st.integers(1, 64),
+    pieces=st.integers(2, 5),
+    ctx=st.integers(0, 60),
+    which=st.integers(0, 2),
+)
+def test_engines_agree_on_a_context_read_in_exact_pieces(
+    machines, per_ctx, ctx_div, pieces, ctx, which
+):
+    # A KV cache's context read in `pieces` pieces (each raising a token, as a compiled
+    # decode step does): both engines give the same results, and the pieces read exactly
+    # the whole's rows: the same bursts and the same ACTs but those the controllers add
+    # after a refresh (which depend on where the refreshes fall).
+    whole = (HbmOp.READ, 0, 2, 0, 8, 0, 1, -1, per_ctx, ctx_div, 0)
+    split = split_count(0, per_ctx, ctx_div, 0, pieces)
+    rows = []
+    for index, (n, piece_per_ctx, piece_div, piece_off) in enumerate(split):
+        row = 100 * (index + 1)
+        context = (piece_per_ctx, piece_div, piece_off)
+        rows.append((HbmOp.READ, 0, 2, row, 8, n, 2 * index + 1, -1, *context))
+        rows.append((HbmOp.SIGNAL, -1, -1, -1, -1, index, 2 * index + 2))
+    program = HbmProgram.from_rows(rows)
+    hw = machines[which]
+    fast = simulate(program, hw, engine="fast", trace=True, ctx=ctx)
+    reference = simulate(program, hw, engine="reference", trace=True, ctx=ctx)
+    assert (fast.cycles, fast.commands) == (reference.cycles, reference.commands)
+    assert fast.channel_cycles == reference.channel_cycles
+    assert np.array_equal(fast.trace, reference.trace)
+    def issued(result, kind: str) -> int:
+        return result.commands.get(kind, 0) - result.controller_commands.get(kind, 0)
+
+    once = simulate(HbmProgram.from_rows([whole]), hw, ctx=ctx) if ctx else None
+    for kind in ("ACT", "RD", "RDA"):
+        assert issued(fast, kind) == (issued(once, kind) if once else 0)

@@ -23,6 +23,7 @@ from hpim_ir.sim.hbm import (
     unroll,
     validate_program,
 )
+from hpim_ir.sim.hbm.program import bound_counts, split_count
 
 
 @settings(max_examples=200, deadline=None)
@@ -30,18 +31,52 @@ from hpim_ir.sim.hbm import (
     base=st.integers(0, 1000),
     per_ctx=st.integers(0, 64),
     ctx_div=st.integers(1, 64),
+    ctx_off=st.one_of(st.just(0), st.integers(-5000, 5000)),
     ctx=st.integers(0, 100_000),
 )
-def test_bound_count_is_base_plus_the_ceiling(base, per_ctx, ctx_div, ctx):
+def test_bound_count_is_base_plus_the_ceiling(base, per_ctx, ctx_div, ctx_off, ctx):
     assume(base > 0 or per_ctx > 0)  # a count that does not grow is at least 1
     divisor = ctx_div if per_ctx else 1  # per_ctx 0 is written with ctx_div 1
-    program = HbmProgram.from_rows([(HbmOp.READ, 0, 4, 7, 32, base, 3, -1, per_ctx, divisor)])
-    count = base + math.ceil(Fraction(per_ctx * ctx, ctx_div))
+    offset = ctx_off if per_ctx else 0  # an offset only comes with a ctx= term
+    program = HbmProgram.from_rows(
+        [(HbmOp.READ, 0, 4, 7, 32, base, 3, -1, per_ctx, divisor, offset)]
+    )
+    count = base + max(0, math.ceil(Fraction(per_ctx * ctx + offset, ctx_div)))
     bound = bind_context(program, ctx).records
     if count == 0:
         assert len(bound) == 0  # a read of no rows does nothing and is left out
     else:
-        assert bound.tolist() == [(HbmOp.READ, 0, 4, 7, 32, count, 3, -1, 0, 1)]
+        assert bound.tolist() == [(HbmOp.READ, 0, 4, 7, 32, count, 3, -1, 0, 1, 0)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.integers(0, 50),
+    per_ctx=st.integers(0, 64),
+    ctx_div=st.integers(1, 4096),
+    ctx_off=st.integers(-4095, 4096),
+    pieces=st.integers(1, 8),
+    ctx=st.integers(0, 20_000),
+)
+def test_pieces_of_a_count_add_up_to_it(base, per_ctx, ctx_div, ctx_off, pieces, ctx):
+    assume(ctx_off > -ctx_div)  # a whole that never needs its max(0, ...)
+    divisor, offset = (ctx_div, ctx_off) if per_ctx else (1, 0)
+    whole = (base, per_ctx, divisor, offset)
+    split = split_count(*whole, pieces)
+    rows = [(HbmOp.READ, 0, 4, 7, 32, *count[:1], 3, -1, *count[1:]) for count in [whole, *split]]
+    counts = [int(count) for count in bound_counts(HbmProgram.from_rows(rows).records, ctx)]
+    # Independently: piece i takes units i, i + pieces, ... of the whole's count.
+    assert counts[1:] == [len(range(i, counts[0], pieces)) for i in range(pieces)]
+    assert sum(counts[1:]) == counts[0]
+    for _, piece_per_ctx, piece_div, piece_off in split:
+        assert piece_off == 0 or piece_per_ctx  # each piece is a valid count form
+        assert piece_off > -piece_div  # and needs no max(0, ...) either
+
+
+def test_a_count_that_clamps_is_not_split():
+    # 0 + max(0, ceil((ctx - 8) / 4)) is 0 up to ctx = 8: its pieces could not add up.
+    with pytest.raises(ValueError, match=r"max\(0, ceil\(\(1 \* ctx - 8\) / 4\)\)"):
+        split_count(0, 1, 4, -8, 2)
 
 
 def test_binding_leaves_other_instructions_and_shrinks_sections():

@@ -238,6 +238,20 @@ def test_result_accounts_per_core_and_per_unit() -> None:
     assert result.ns == result.cycles  # 1 GHz
 
 
+def test_an_empty_streamed_product_takes_no_time_and_moves_nothing() -> None:
+    # Piece 3 of 4 of a slice of ctx + 1 keys streamed from HBM, ceil((ctx - 2) / 4) keys: at
+    # ctx 2 it is empty and costs nothing (after the load before it, 1024 B: 16 link cycles);
+    # at ctx 20 it streams 5 keys of 8 rows (8 x 1 slice-rows x 16 B = 128 B: 2 cycles).
+    b = with_buffers(0, count=3)
+    b.add(SramOp.LOAD, 0, dst=0, sizes=[1024])
+    b.add(SramOp.STREAM_MVM, 0, dst=2, src0=1, sizes=[8, (CTX + 1).piece(3, 4)])
+    empty = SramEngine(SMALL).run(b.build(), 2, timeline=True)
+    load, product = empty.timeline[-2:]
+    assert product["start"] == product["end"] == load["end"]
+    assert empty.link_busy["to_sram"] == 16
+    assert SramEngine(SMALL).run(b.build(), 20).link_busy["to_sram"] == 16 + 2
+
+
 # ---------------------------------------------------------------------------------------
 # Programs the machine cannot run: one message naming the record, the field and the value.
 
@@ -265,6 +279,12 @@ def error_of(build, hw=SMALL, ctx: int = 0) -> str:
         (
             lambda b: b.add(SramOp.SCALAR, 0, sizes=[CTX - 10], line=2),
             "<program>:2: sram.scalar n=ctx - 10 is -2 at ctx=8: must be at least 1",
+        ),
+        (  # a streamed product may be empty, never negative
+            lambda b: b.add(SramOp.ALLOC, 0, kind=Space.AM, dst=0, sizes=[64]).add(
+                SramOp.STREAM_MVM, 0, dst=0, src0=0, sizes=[4, CTX - 10]
+            ),
+            "sram.stream_mvm cols=ctx - 10 is -2 at ctx=8: must be at least 0",
         ),
         (
             lambda b: b.add(SramOp.SCALAR, 0, sizes=[1, 4]),

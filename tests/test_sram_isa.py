@@ -238,23 +238,27 @@ def test_other_spellings_are_rejected_naming_the_text(text: str, message: str) -
     assert str(error.value).startswith(message)
 
 
-@given(st.integers(-6, 6), st.integers(-40, 40), st.integers(-2, 6))
-def test_size_verifier_agrees_with_evaluating_every_context_length(a: int, b: int, d: int) -> None:
+@given(st.integers(-6, 6), st.integers(-40, 40), st.integers(-2, 6), st.sampled_from([0, 1]))
+def test_size_verifier_agrees_with_evaluating_every_context_length(
+    a: int, b: int, d: int, minimum: int
+) -> None:
+    # minimum 1: every size; 0: a stream_mvm's, which may be empty
     size = Affine(a, b, d)
-    problem = sram_isa.size_problem("n", size)
+    problem = sram_isa.size_problem("n", size, minimum)
     if d < 1:
         assert problem == f'n "{size}" divides by {d}: the divisor must be at least 1'
         return
-    # a*ctx + b is monotone, so a first ctx with size(ctx) <= 0, if any, is at most |b| + 1
-    bad = [ctx for ctx in range(0, abs(b) + 2) if size(ctx) < 1]
+    # a*ctx + b is monotone, so a first ctx with size(ctx) < minimum, if any, is at most
+    # |b| + d + 1
+    bad = [ctx for ctx in range(0, abs(b) + d + 2) if size(ctx) < minimum]
     if not bad:
         assert problem is None
     elif a == 0 and d == 1:
-        assert problem == f"n must be at least 1, got {b}"
+        assert problem == f"n must be at least {minimum}, got {b}"
     else:
         assert problem == (
             f'n "{size}" is {size(bad[0])} at ctx = {bad[0]}: '
-            "a size must be at least 1 at every ctx >= 0"
+            f"a size must be at least {minimum} at every ctx >= 0"
         )
 
 

@@ -193,3 +193,19 @@ def test_affine_sizes_compose_exactly(a, b, scale, divisor, shift, ctx) -> None:
     size = ((Affine(a, b) * scale).ceildiv(divisor) + shift) - 3
     expected = -(-((a * ctx + b) * scale) // divisor) + shift - 3
     assert size(ctx) == expected
+
+
+@given(
+    a=st.integers(0, 50),
+    b=st.integers(0, 1000),
+    d=st.integers(1, 9),
+    pieces=st.integers(1, 8),
+    ctx=st.integers(0, 10_000),
+)
+def test_pieces_of_a_size_add_up_to_it(a, b, d, pieces, ctx) -> None:
+    # A streamed context's pieces (convert-pim-to-isa): piece i takes every `pieces`-th unit
+    # of the size from unit i on, so the pieces are never negative and add up to the size.
+    size = Affine(a, b, d)
+    split = [size.piece(i, pieces)(ctx) for i in range(pieces)]
+    assert split == [len(range(i, size(ctx), pieces)) for i in range(pieces)]
+    assert sum(split) == size(ctx)

@@ -8,7 +8,8 @@ fields and a `ctx=A/D` (`re.findall`, in C), a dictionary maps each line's signa
 into record columns and checks every value at once. `.section` directive lines are read by a
 second regex. A line the fast path does not take (an SRAM-PIM line, a `part=` field, an
 unknown signature, a value out of range, anything the regexes do not match) goes on its own
-to the lark parser, which reads it or raises the error; so every message comes from one place
+to the lark parser, which reads it or raises the error (a count with an offset, `off=`, is
+read there too: a compiled decode step has a few); so every message comes from one place
 and names the file, line and column. tests/test_asm.py and tests/test_asm_sram.py prove that
 both paths give identical programs and identical errors.
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from hpim_ir.asm.syntax import (
     CONTEXT_FIELDS,
+    CONTEXT_OFFSET,
     HBM_BY_MNEMONIC,
     HBM_INSTRUCTIONS,
     MAX_VALUE,
@@ -35,6 +37,7 @@ from hpim_ir.asm.syntax import (
     SECTION_NAME,
     ChannelForm,
     InstructionSyntax,
+    offset_problem,
     range_problem,
     record_of_fields,
     section_problem,
@@ -273,6 +276,7 @@ def _fast_records(text: str) -> tuple[np.ndarray, list[Directive], np.ndarray]:
         picked = values[np.maximum(source, 0), lines] + _TABLE.offset[known, c]
         records[column] = np.where(source >= 0, picked, _TABLE.const[known, c])
     records["line"] = lines + 1
+    records["ctx_off"] = 0  # a line with `off=` does not match: it goes to the lark path
     rejected = (
         (signature < 0)
         | (values > _MAXIMUM[:, None]).any(axis=0)
@@ -338,7 +342,8 @@ def _lark_items(text: str, filename: str, first_line: int = 1) -> _Items:
 
 def _record(mnemonic: "Token", fields: list, text: str, filename: str, first_line: int) -> tuple:
     """The record of one parsed HBM-PIM instruction, its values checked as the fast path
-    checks them (in the order written; a count may be 0 when a `ctx=` follows)."""
+    checks them (in the order written; a count may be 0 when a `ctx=` follows). The fast path
+    takes no `off=`: its lines (a few per compiled decode step) all come here."""
     syntax = HBM_BY_MNEMONIC[mnemonic]
     minimum = {field.name: field.minimum for field in syntax.fields}
     if any(field.data == "ctx" for field in fields):
@@ -351,6 +356,9 @@ def _record(mnemonic: "Token", fields: list, text: str, filename: str, first_lin
             first, *end = numbers
             channels = (first, end[0] if end else first + 1)
             problems = [range_problem(*channels) if end else value_problem("ch", first)]
+        elif field.data == "off":  # the grammar takes it only after a ctx=
+            values[CONTEXT_OFFSET] = numbers[0]
+            problems = [offset_problem(numbers[0], context=True)]
         else:
             names = CONTEXT_FIELDS if field.data == "ctx" else (field.data,)
             values.update(zip(names, numbers))
@@ -488,6 +496,7 @@ _WORD = re.compile(r"[^ \t#]*")  # a word ends at a blank or where a comment sta
 
 _TERMINAL_NAMES = {
     "INT": "a non-negative integer",
+    "SIGNED_INT": "an integer",
     "NAME": "a section name",
     "_WS": "a space",
     "_NL": "end of line",

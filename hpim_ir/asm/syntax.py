@@ -1,12 +1,13 @@
 """The fields of each HBM-PIM instruction and how they fill an `HbmProgram` record.
 
-One table, `HBM_INSTRUCTIONS`, says for every `HbmOp` how it is written (`hbm.gemv ch=A:B
-row=R rows=N cols=K`), which record column each field fills, the smallest value each field
-takes, and which count (if any) may depend on the context length (`ctx=A/D`, last on the
-line). The assembly reader (fast path and lark path), the writer and the `hbm_isa` dialect all
-work from it, so the three cannot disagree on a field; the dialect's property names are the
-field names (`per_ctx`, `ctx_div` for `ctx=A/D`). The `.section` directive's fields are here
-too. This module imports no xDSL and no lark: `hpim run-isa` loads it on every run.
+One table, `HBM_INSTRUCTIONS`, says for every `HbmOp` how it is written (`hbm.gemv ch=A:B row=R
+rows=N cols=K`), which record column each field fills, the smallest value each field takes, and
+which count (if any) may depend on the context length (`ctx=A/D`, then an optional `off=Q`,
+last on the line). The assembly reader (fast path and lark path), the writer and the `hbm_isa`
+dialect all work from it, so the three cannot disagree on a field; the dialect's property names
+are the field names (`per_ctx`, `ctx_div` for `ctx=A/D`, `ctx_off` for `off=Q`). The `.section`
+directive's fields are here too. This module imports no xDSL and no lark: `hpim run-isa` loads
+it on every run.
 
 SRAM-PIM lines take their fields from the `sram_isa` dialect (which reads the simulator's
 `FORMS`); what is theirs alone is spelled here: sizes (`size_text`, `size_of_text`) and the
@@ -31,11 +32,16 @@ NO_CHANNEL = (-1, -1)
 ALL_CHANNELS = (0, -1)
 """The channel columns of `hbm.barrier` without `ch=`: every channel of the machine."""
 
-UNSET = {"row": -1, "col": -1, "n": 1, "bank": -1, "per_ctx": 0, "ctx_div": 1}
+UNSET = {"row": -1, "col": -1, "n": 1, "bank": -1, "per_ctx": 0, "ctx_div": 1, "ctx_off": 0}
 """What a record column holds when the instruction has no field for it (program.py)."""
 
 CONTEXT_FIELDS = ("per_ctx", "ctx_div")
 """`ctx=A/D` as values: the count grows by ceil(A * ctx / D); A and D at least 1."""
+
+CONTEXT_OFFSET = "ctx_off"
+"""`off=Q` after `ctx=A/D` as a value: the count grows by max(0, ceil((A * ctx + Q) / D))
+instead (an exact share of a count, `hpim_ir.sim.hbm.program.split_count`). Never 0: no
+offset is written by leaving `off=` out, so every count has one spelling."""
 
 
 class ChannelForm(Enum):
@@ -139,7 +145,8 @@ def instruction_problem(
     syntax: InstructionSyntax, channels: Channels, values: dict[str, int], spelling: str = "{}:{}"
 ) -> str | None:
     """The first reason these fields do not make an instruction, or None if they do.
-    `values` holds `per_ctx` and `ctx_div` when the count depends on the context."""
+    `values` holds `per_ctx` and `ctx_div` when the count depends on the context, and
+    `ctx_off` when that term has an offset."""
     if channels is not None:
         problem = (
             range_problem(*channels, spelling)
@@ -161,6 +168,19 @@ def instruction_problem(
         for name in CONTEXT_FIELDS:
             if problem := value_problem(name, values[name], 1):
                 return problem
+    if CONTEXT_OFFSET in values:
+        return offset_problem(values[CONTEXT_OFFSET], context)
+    return None
+
+
+def offset_problem(offset: int, context: bool) -> str | None:
+    """Why `offset` cannot be a count's `ctx_off` (`context`: the count has a `ctx=` term)."""
+    if not context:
+        return f"{CONTEXT_OFFSET} {offset} needs a ctx= term (per_ctx and ctx_div)"
+    if offset == 0:
+        return f"{CONTEXT_OFFSET} must not be 0 (a count without an offset leaves it out)"
+    if abs(offset) > MAX_VALUE:
+        return f"{CONTEXT_OFFSET} must be within -{MAX_VALUE}..{MAX_VALUE}, got {offset}"
     return None
 
 
@@ -168,11 +188,11 @@ def record_of_fields(
     syntax: InstructionSyntax, channels: Channels, values: dict[str, int], line: int = 0
 ) -> tuple[int, ...]:
     """The record (`RECORD_DTYPE` order) of one instruction given its fields (and `per_ctx`,
-    `ctx_div` in `values` when its count depends on the context)."""
+    `ctx_div`, `ctx_off` in `values` when its count depends on the context)."""
     columns = dict(UNSET)
     for field in syntax.fields:
         columns[field.column] = values[field.name]
-    for name in CONTEXT_FIELDS:
+    for name in (*CONTEXT_FIELDS, CONTEXT_OFFSET):
         columns[name] = values.get(name, UNSET[name])
     if channels is None:
         channels = NO_CHANNEL if syntax.channel is ChannelForm.NONE else ALL_CHANNELS
@@ -187,7 +207,8 @@ def fields_of_record(record: tuple, index: int) -> tuple[InstructionSyntax, Chan
     `record` is record number `index` of a program, as a tuple (`records.tolist()` gives
     them). Raises HpimError naming the record when it is not a valid instruction: an unknown
     op, a raw command not on exactly one channel, a value out of range, or a context term on
-    an instruction without a count. Columns the instruction has no field for are not read.
+    an instruction without a count, an offset without one. Columns the instruction has no
+    field for are not read.
     """
     try:
         syntax = HBM_INSTRUCTIONS[HbmOp(record[0])]
@@ -205,6 +226,8 @@ def fields_of_record(record: tuple, index: int) -> tuple[InstructionSyntax, Chan
     context = {name: record[_COLUMN_INDEX[name]] for name in CONTEXT_FIELDS}
     if context != {name: UNSET[name] for name in CONTEXT_FIELDS}:
         values.update(context)
+    if record[_COLUMN_INDEX[CONTEXT_OFFSET]] != UNSET[CONTEXT_OFFSET]:
+        values[CONTEXT_OFFSET] = record[_COLUMN_INDEX[CONTEXT_OFFSET]]
     problem = instruction_problem(syntax, channels, values)
     if problem:
         raise HpimError(f"record {index} ({syntax.mnemonic}): {problem}")

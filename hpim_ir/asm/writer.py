@@ -2,17 +2,19 @@
 
 Canonical: one instruction per line, fields in grammar order separated by one space, a single
 channel or core as `ch=C` / `cores=C` (not `C:C+1`), `ctx=A/D` only where an HBM-PIM count
-depends on the context, sizes as `size_text` spells them, `part=` only where an instruction
-has a part, no comments. Each section is its directive, then its HBM-PIM lines, then its
-SRAM-PIM lines: every section but a first plain one gets its directive (a first plain section
-is written bare unless it is empty and others follow, which `.section` alone keeps). Reading
-the text back (`read_asm`) gives the same records, sections and parts, line numbers aside.
+depends on the context and `off=Q` only where that term has an offset, sizes as `size_text`
+spells them, `part=` only where an instruction has a part, no comments. Each section is its
+directive, then its HBM-PIM lines, then its SRAM-PIM lines: every section but a first plain one
+gets its directive (a first plain section is written bare unless it is empty and others follow,
+which `.section` alone keeps). Reading the text back (`read_asm`) gives the same records,
+sections and parts, line numbers aside.
 """
 
 from typing import TYPE_CHECKING
 
 from hpim_ir.asm.syntax import (
     CONTEXT_FIELDS,
+    CONTEXT_OFFSET,
     fields_of_record,
     part_problem,
     section_line,
@@ -59,6 +61,8 @@ def _hbm_line(syntax, channels, values) -> str:
     words.extend(f"{field.name}={values[field.name]}" for field in syntax.fields)
     if CONTEXT_FIELDS[0] in values:
         words.append("ctx={}/{}".format(*(values[name] for name in CONTEXT_FIELDS)))
+    if CONTEXT_OFFSET in values:
+        words.append(f"off={values[CONTEXT_OFFSET]}")
     return " ".join(words)
 
 

@@ -547,12 +547,19 @@ class IsaMachine:
         linked.meta = (data["w"], columns, data["at"])
 
     def _read(self, data: dict, layer: int, key) -> None:
-        """A piece of the context of a cache in HBM streamed towards SRAM-PIM: for each of
-        the `split` slices of the context (the cores of a head), its `piece`-th part."""
-        context = self.position + 1
+        """A piece of the context of a cache in HBM streamed towards SRAM-PIM: the keys the
+        cores' streamed piece `piece` multiplies (`_piece_positions`). A piece reads its share
+        of the whole's stripes (stripes piece, piece + pieces, ...); at a context of fewer
+        stripes than pieces the later pieces read none and drop out of the step, and the
+        last piece that reads one brings their keys (the whole context is in its stripes and
+        the ones before)."""
+        context, piece, pieces = self.position + 1, data["piece"], data["pieces"]
         ready = self.context.setdefault((data["cache"], key), _Linked.empty(context, "hbm"))
-        positions = _piece_positions(context, data["split"], data["piece"], data["pieces"])
-        ready.stamp[positions] = self.raised["hbm"]
+        stripes = -(-data["rows_per_ctx"] * self.position // data["rows_div"])
+        last = piece == min(pieces, stripes) - 1
+        for brought in range(piece, pieces if last else piece + 1):
+            positions = _piece_positions(context, data["split"], brought, pieces)
+            ready.stamp[positions] = self.raised["hbm"]
 
     # -- SRAM-PIM ----------------------------------------------------------------------------
 
@@ -1009,8 +1016,8 @@ class IsaMachine:
         phase = data["phase"]
         for core in cores:
             positions = self._positions(core, split)
-            per_piece = -(-scores_buffer.count // pieces)
-            entries = np.arange(piece * per_piece, min((piece + 1) * per_piece, len(positions)))
+            # A streamed piece: every `pieces`-th entry of the core's slice from `piece` on.
+            entries = np.arange(piece, len(positions), pieces)
             positions = positions[entries]
             if streamed is not None:  # the positions this piece streams, read out of HBM
                 self._receive(streamed, positions, "sram", f"the context of @{name}", where)
@@ -1059,13 +1066,13 @@ def _layout(buffer: _Buffer) -> tuple[int, ...]:
 
 def _piece_positions(context: int, split: int, piece: int, pieces: int) -> np.ndarray:
     """Positions of piece `piece` of `pieces` of a context of `context` tokens cut into
-    `split` slices (one per core of a head): each slice's `piece`-th part."""
+    `split` slices (one per core of a head): of each slice, every `pieces`-th position from
+    its `piece`-th on, the keys the cores' streamed piece `piece` multiplies."""
     chunk = -(-context // split)
-    per_piece = -(-chunk // pieces)
-    parts = []
-    for first in range(0, context, chunk):
-        start = first + piece * per_piece
-        parts.append(np.arange(start, min(start + per_piece, first + chunk, context)))
+    parts = [
+        np.arange(first + piece, min(first + chunk, context), pieces)
+        for first in range(0, context, chunk)
+    ]
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 

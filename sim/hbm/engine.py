@@ -361,7 +361,7 @@ def validate_program(
             lambda i: f"unknown HBM instruction kind {op[i]}",
         ),
         (
-            records["per_ctx"] != 0,
+            (records["per_ctx"] != 0) | (records["ctx_off"] != 0),
             lambda i: f"{_op_name(op[i])} still depends on the context length "
             "(bind_context first)",
         ),

@@ -13,14 +13,17 @@ Channel fields are a half-open range `[ch_lo, ch_hi)`: a raw command on channel 
 assembly reader (`hpim_ir.asm`) and the `hbm_isa` dialect produce this array.
 
 Context-dependent sizes: a decode step is compiled once for every context length `ctx`. The
-count of a `gemv`, `read`, `write` (rows) or `readout` (bursts) is `n + ceil(per_ctx * ctx /
-ctx_div)`; `bind_context` makes the counts concrete for one `ctx`.
+count of a `gemv`, `read`, `write` (rows) or `readout` (bursts) is `n + max(0, ceil((per_ctx *
+ctx + ctx_off) / ctx_div))`; `bind_context` makes the counts concrete for one `ctx`. The offset
+`ctx_off` lets a count be one exact share of another (`split_count`): the pieces a KV cache's
+context streams in read, together, exactly the rows the whole would.
 
 Sections: a program is a sequence of `Section`s (the prologue, the decoder layers, ...); a
 section may be repeated, iteration `l` moving every row by `l * row_stride`. `unroll` and
 `expand_sections` turn a section into the plain records it stands for.
 """
 
+import math
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -87,13 +90,16 @@ RECORD_DTYPE = np.dtype(
         ("n", np.int32),  # gemv, read, write: rows; readout: bursts; signal/wait: token; else 1
         ("line", np.int32),  # source line (1-based) for messages; 0 if none
         ("bank", np.int32),  # act, pre, rd, wr, rda, wra: bank of the channel; -1 if none
-        ("per_ctx", np.int32),  # counted instructions: n + ceil(per_ctx * ctx / ctx_div)
+        # counted instructions: n + max(0, ceil((per_ctx * ctx + ctx_off) / ctx_div))
+        ("per_ctx", np.int32),
         ("ctx_div", np.int32),
+        ("ctx_off", np.int32),
     ]
 )
 
-DEFAULTS = (-1, 0, 1)
-"""The columns after `line` (bank, per_ctx, ctx_div) of an instruction that leaves them out."""
+DEFAULTS = (-1, 0, 1, 0)
+"""The columns after `line` (bank, per_ctx, ctx_div, ctx_off) of an instruction that leaves
+them out."""
 
 MAX_COUNT = 2**31 - 2
 """The largest count a bound instruction may have (the record column is int32)."""
@@ -150,7 +156,8 @@ class HbmProgram:
 
     @staticmethod
     def from_rows(rows: list[tuple[int, ...]]) -> "HbmProgram":
-        """Build from (op, ch_lo, ch_hi, row, col, n, line[, bank, per_ctx, ctx_div]) tuples
+        """Build from (op, ch_lo, ch_hi, row, col, n, line[, bank, per_ctx, ctx_div, ctx_off])
+        tuples
         (tests, small programs); left-out trailing columns take their `DEFAULTS`."""
         full = [tuple(row) + DEFAULTS[len(row) - 7 :] for row in rows]
         return HbmProgram(np.array(full, dtype=RECORD_DTYPE))
@@ -161,28 +168,72 @@ def has_context(program: HbmProgram) -> bool:
     return bool((program.records["per_ctx"] != 0).any())
 
 
+def count_text(n: int, per_ctx: int, ctx_div: int, ctx_off: int, ctx: int | str = "ctx") -> str:
+    """A count's formula for messages: `n + ceil(P * ctx / D)`, with an offset `n + max(0,
+    ceil((P * ctx + Q) / D))`."""
+    if not ctx_off:
+        return f"{n} + ceil({per_ctx} * {ctx} / {ctx_div})"
+    return f"{n} + max(0, ceil(({per_ctx} * {ctx} {'+-'[ctx_off < 0]} {abs(ctx_off)}) / {ctx_div}))"
+
+
+def split_count(
+    n: int, per_ctx: int, ctx_div: int, ctx_off: int, pieces: int
+) -> list[tuple[int, int, int, int]]:
+    """The count `n + max(0, ceil((per_ctx * ctx + ctx_off) / ctx_div))` cut into `pieces`
+    counts (n, per_ctx, ctx_div, ctx_off) that add up to it at every `ctx >= 0`: piece i takes
+    every `pieces`-th unit from unit i on, ceil((count - i) / pieces) of them.
+
+    With C = n * D + P * ctx + Q (D, P, Q: the divisor, per_ctx and offset), the count is
+    ceil(C / D) when C > -D, and for integers ceil((ceil(C / D) - i) / k) = ceil((C - i * D) /
+    (k * D)); so piece i is `0 + ceil((P * ctx + Q + (n - i) * D) / (k * D))`, reduced by the
+    common divisor. The whole must not need its `max(0, ...)` (`ctx_off > -ctx_div`); then no
+    piece does either. A count without a context term splits into constants."""
+    if per_ctx == 0:
+        return [(-(-(n - i) // pieces), 0, 1, 0) for i in range(pieces)]
+    if ctx_off <= -ctx_div:
+        raise ValueError(f"{count_text(n, per_ctx, ctx_div, ctx_off)} clamps at 0: not split")
+    split = []
+    for i in range(pieces):
+        offset, divisor = ctx_off + (n - i) * ctx_div, pieces * ctx_div
+        common = math.gcd(per_ctx, offset, divisor)
+        split.append((0, per_ctx // common, divisor // common, offset // common))
+    return split
+
+
+def bound_counts(records: np.ndarray, ctx: int) -> np.ndarray:
+    """Each record's count at context length `ctx` (int64; `n` where it has no context
+    term)."""
+    per_ctx = records["per_ctx"].astype(np.int64)
+    divisor = np.maximum(records["ctx_div"].astype(np.int64), 1)
+    grown = np.maximum(0, -(-(per_ctx * ctx + records["ctx_off"]) // divisor))
+    return records["n"] + np.where(per_ctx != 0, grown, 0)
+
+
 def bind_context(program: HbmProgram, ctx: int, source: str = "<program>") -> HbmProgram:
-    """The program for context length `ctx`: every count `n + ceil(per_ctx * ctx / ctx_div)`,
-    `per_ctx` 0 and `ctx_div` 1; instructions whose count is 0 do nothing and are left out
-    (sections shrink accordingly). HpimError names the line of a count that overflows."""
+    """The program for context length `ctx`: every count `n + max(0, ceil((per_ctx * ctx +
+    ctx_off) / ctx_div))`, `per_ctx` 0, `ctx_div` 1 and `ctx_off` 0; instructions whose count
+    is 0 do nothing and are left out (sections shrink accordingly). HpimError names the line
+    of a count that overflows."""
     if ctx < 0:
         raise HpimError(f"the context length must be non-negative, got {ctx}")
     records = program.records
-    per_ctx = records["per_ctx"].astype(np.int64)
-    divisor = records["ctx_div"].astype(np.int64)
-    count = records["n"] + -((-per_ctx * ctx) // np.maximum(divisor, 1))
+    per_ctx = records["per_ctx"]
+    count = bound_counts(records, ctx)
     overflow = np.flatnonzero((per_ctx != 0) & (count > MAX_COUNT))
     if len(overflow):
         i = int(overflow[0])
+        formula = count_text(
+            *(int(records[name][i]) for name in ("n", "per_ctx", "ctx_div", "ctx_off")), ctx
+        )
         raise HpimError(
             f"{where(records, i, source)}: hbm.{HbmOp(int(records['op'][i])).name.lower()} count "
-            f"{int(records['n'][i])} + ceil({per_ctx[i]} * {ctx} / {divisor[i]}) = {count[i]} "
-            f"is more than {MAX_COUNT}"
+            f"{formula} = {count[i]} is more than {MAX_COUNT}"
         )
     bound = records.copy()
-    bound["n"] = np.where(per_ctx != 0, count, records["n"])
+    bound["n"] = count
     bound["per_ctx"] = 0
     bound["ctx_div"] = 1
+    bound["ctx_off"] = 0
     kept = ~((per_ctx != 0) & (count == 0))
     # A section's new bounds: how many kept records precede its old bounds.
     before = np.concatenate([[0], np.cumsum(kept)])

@@ -273,7 +273,7 @@ class ReferenceSimulation(HbmSimulation):
         count = len(channels)
         while self.position < len(self.rows):
             index = self.position
-            op, lo, hi, row, col, n, _line, bank, _per_ctx, _div = self.rows[index]
+            op, lo, hi, row, col, n, _line, bank, *_context = self.rows[index]
             hi = count if hi < 0 else hi
             if op in (HbmOp.SIGNAL, HbmOp.WAIT) or (op == HbmOp.BARRIER and hi - lo > 1):
                 if not self._sync(index, channels):

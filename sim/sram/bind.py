@@ -27,6 +27,7 @@ from hpim_ir.sim.sram.program import (
     SramProgram,
     Space,
     VcuFn,
+    smallest_size,
 )
 from hpim_ir.sim.sram.timing import (
     Unit,
@@ -267,12 +268,13 @@ def _check_records(
         ],
         axis=1,
     )
+    smallest = np.array([smallest_size(member) for member in SramOp])[safe_op]
     for k in range(MAX_SIZES):
         checks.append(
             (
-                known & used[:, k] & (sizes[:, k] < 1),
+                known & used[:, k] & (sizes[:, k] < smallest),
                 lambda i, k=k: f"{name(i)} {_size_names(op[i], kind[i])[k]}={affine(i, k)} "
-                f"is {sizes[i, k]} at ctx={ctx}: must be at least 1",
+                f"is {sizes[i, k]} at ctx={ctx}: must be at least {smallest[i]}",
             )
         )
         checks.append(

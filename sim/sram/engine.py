@@ -455,10 +455,13 @@ class SramSimulation:
         op = self.ops[i]
         if op in LINK_OPS:
             direction = TO_HBM if op == SramOp.STORE else TO_SRAM
-            begin = max(t, self.link_free[direction])
+            hold = self.link_hold[i]
+            # An empty streamed product moves nothing: it neither waits for nor holds the link.
+            begin = max(t, self.link_free[direction]) if hold else t
             self.link_at[i] = begin
-            self.link_free[direction] = begin + self.link_hold[i]
-            self.link_busy[direction] += self.link_hold[i]
+            if hold:
+                self.link_free[direction] = begin + hold
+            self.link_busy[direction] += hold
             self._retire(core, i, t, begin + self.cycles[i])
             self.pc[core] = i + 1
             self.runnable.append(core)

@@ -159,6 +159,17 @@ FORMS: dict[SramOp, Form] = {
     SramOp.FREE: Form((), dst="buffer"),
 }
 
+EMPTY_ALLOWED = frozenset({SramOp.STREAM_MVM})
+"""Instructions whose sizes may be 0 (every other size is at least 1 at every context
+length): an empty one does nothing and takes no time. A streamed product of one piece of a
+KV cache's context (`convert-pim-to-isa`) is empty at contexts shorter than its pieces."""
+
+
+def smallest_size(op: SramOp) -> int:
+    """The smallest value a size of `op` may take at any context length."""
+    return 0 if op in EMPTY_ALLOWED else 1
+
+
 PIM_ALLOC_SIZES = ("rows", "cols")
 """The sizes of `sram.alloc space=pim`."""
 
@@ -223,6 +234,15 @@ class Affine:
         return Affine(self.a * int(factor), self.b * int(factor), 1)
 
     __rmul__ = __mul__
+
+    def piece(self, index: int, pieces: int) -> "Affine":
+        """Piece `index` of `pieces` of this size, exactly: every `pieces`-th unit from unit
+        `index` on, ceil((size - index) / pieces) = ceil((a * ctx + b - index * d) / (d *
+        pieces)) for integers. Where the size is at least 0 the pieces add up to it (each at
+        least 0); a piece is 0 where the size is at most `index`."""
+        if not 0 <= index < pieces:
+            raise ValueError(f"piece {index} of {pieces}: a piece is 0..{pieces - 1}")
+        return Affine(self.a, self.b - index * self.d, self.d * pieces)
 
     def ceildiv(self, divisor: int) -> "Affine":
         # ceil(ceil(y / d) / k) == ceil(y / (d * k)) for integers and positive d, k

@@ -141,7 +141,8 @@ def stream_mvm_offset(
     chunk j-2 (the previous occupant of that half) is computed, takes
     w_j = ceil(e_j * 2L / write_bytes), and ends no earlier than A_j. The half then
     computes it in ceil(e_j / (P / 2)) cycles once chunk j-1 is computed. The result
-    follows the last chunk after mvm_latency. With one macro there is one buffer, not two."""
+    follows the last chunk after mvm_latency. With one macro there is one buffer, not two.
+    An empty product (0 rows or columns) does nothing: 0 cycles."""
     lanes = pim.multipliers_per_macro
     half = max(pim.macros // 2, 1)
     buffers = 2 if pim.macros >= 2 else 1
@@ -159,7 +160,7 @@ def stream_mvm_offset(
         written.append(max(begin + write, arrival))
         compute = -(-chunk // half)
         computed.append(max(written[-1], computed[-1] if computed else 0) + compute)
-    return computed[-1] + pim.mvm_latency_cycles
+    return computed[-1] + pim.mvm_latency_cycles if computed else 0
 
 
 def _ceil_fraction(amount: int, rate: Fraction) -> int:

@@ -42,22 +42,32 @@
 
 // A KV cache in HBM (OPT-30B): HBM-PIM appends the token's K (7168 x 2 B over 64 channels:
 // 224 B, one column of every bank) and reads the cached context back, 224 B per token and
-// channel in stripes of 64 banks x 8 columns x 32 B = 16 KiB, in 4 pieces of
-// ceil(7 ctx / 2048) stripes (none at ctx 0), raising a token per piece. SRAM-PIM streams
-// each piece through its macros as it arrives, ctx + 1 keys in all: the step's own K comes
-// with the last piece from the GEMV's readout, not from the cache; OPT-30B's 56 heads run in
-// two phases on 28 cores.
+// channel in stripes of 64 banks x 8 columns x 32 B = 16 KiB: ceil(7 ctx / 512) stripes in
+// all (none at ctx 0), in 4 pieces raising a token each. Piece i reads stripes i, i + 4, ...,
+// exactly its share: ceil((7 ctx - 512 i) / 2048), from the i-th quarter of the cache's 7
+// rows. SRAM-PIM streams each piece through its macros as it arrives, ctx + 1 keys in all
+// (the step's own K comes from the GEMV's readout, not from the cache), piece i every 4th
+// key from key i on: ceil((ctx + 1 - i) / 4); OPT-30B's 56 heads run in two phases on 28
+// cores.
 // KVHBM-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 48 : i64, row_stride = 342 : i64}
 // KVHBM: hbm_isa.write ch 0 to 64 row 328 rows 1 cols 1
-// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 2048
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 2048 {
 // KVHBM-NEXT: hbm_isa.signal tok [[K0:[0-9]+]]
-// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 2048
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 330 rows 0 cols 8 ctx 7 / 2048 off -512 {
 // KVHBM-NEXT: hbm_isa.signal tok [[K1:[0-9]+]]
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 332 rows 0 cols 8 ctx 7 / 2048 off -1024 {
+// KVHBM-NEXT: hbm_isa.signal tok [[K2:[0-9]+]]
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 334 rows 0 cols 8 ctx 7 / 2048 off -1536 {
+// KVHBM-NEXT: hbm_isa.signal tok [[K3:[0-9]+]]
 // KVHBM-LABEL: sram_isa.stream attributes {section = "layers"
 // KVHBM: sram_isa.wait cores 0 to 32 tok [[K0]]
 // KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ceildiv(ctx + 1, 4)"
 // KVHBM-NEXT: sram_isa.wait cores 0 to 32 tok [[K1]]
-// KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28
+// KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ceildiv(ctx, 4)"
+// KVHBM-NEXT: sram_isa.wait cores 0 to 32 tok [[K2]]
+// KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ceildiv(ctx - 1, 4)"
+// KVHBM-NEXT: sram_isa.wait cores 0 to 32 tok [[K3]]
+// KVHBM-NEXT: sram_isa.stream_mvm cores 0 to 28 dst {{[0-9]+}} src0 {{[0-9]+}} rows 128 cols "ceildiv(ctx - 2, 4)"
 
 // hbm-only (AttAcc-style), OPT-6.7B: K is appended in HBM and q.K^T runs there, one head per
 // channel over its cache rows: 1 + ceil(ctx / 256) rows of 64 banks x 512 values for 128-dim

@@ -122,6 +122,29 @@ hbm_isa.stream {
 
 // -----
 
+// An offset belongs to a ctx= term: without one it is an error.
+hbm_isa.stream {
+  hbm_isa.read ch 0 to 16 row 0 rows 2 cols 8 off -4
+}
+// CHECK: 'hbm_isa.read': ctx_off -4 needs a ctx= term (per_ctx and ctx_div)
+
+// -----
+
+// One spelling per count: an offset of 0 is written by leaving `off` out.
+hbm_isa.stream {
+  hbm_isa.gemv ch 0 to 16 row 0 rows 0 cols 32 ctx 1 / 8 off 0
+}
+// CHECK: 'hbm_isa.gemv': ctx_off must not be 0 (a count without an offset leaves it out)
+
+// -----
+
+hbm_isa.stream {
+  "hbm_isa.readout"() <{ch_lo = 0 : i64, ch_hi = 1 : i64, n = 0 : i64, per_ctx = 1 : i64, ctx_div = 4 : i64, ctx_off = 2147483647 : i64}> : () -> ()
+}
+// CHECK: 'hbm_isa.readout': ctx_off must be within -2147483646..2147483646, got 2147483647
+
+// -----
+
 hbm_isa.stream attributes {section = "two words"} {
 }
 // CHECK: 'hbm_isa.stream': section name 'two words' must be a letter or '_' followed by letters, digits, '_', '.' or '-'

@@ -59,6 +59,12 @@ hbm_isa.stream {
   hbm_isa.write ch 0 to 16 row 900 rows 0 cols 2 ctx 1 / 256
   hbm_isa.gemv ch 0 to 2 row 2 rows 1 cols 4 ctx 3 / 2
   hbm_isa.readout ch 0 to 1 n 0 ctx 1 / 16
+  // With an offset, `ctx P / D off Q` adds max(0, ceil((P * ctx + Q) / D)): piece 1 of 4 of
+  // `ctx 1 / 512` reads every 4th row of it from row 1 on.
+  // CHECK-NEXT: hbm_isa.read ch 0 to 16 row 164 rows 0 cols 8 ctx 1 / 2048 off -512
+  // CHECK-NEXT: hbm_isa.gemv ch 0 to 2 row 2 rows 1 cols 4 ctx 3 / 2 off 5
+  hbm_isa.read ch 0 to 16 row 164 rows 0 cols 8 ctx 1 / 2048 off -512
+  hbm_isa.gemv ch 0 to 2 row 2 rows 1 cols 4 ctx 3 / 2 off 5
 }
 
 // An empty stream and a stream with attributes.

@@ -186,10 +186,11 @@ sram_isa.stream {
 
 // -----
 
+// A streamed product may be empty (a piece of a short context) but never negative.
 sram_isa.stream {
   sram_isa.stream_mvm dst 3 src0 1 rows "-2*ctx + 10" cols 4
 }
-// CHECK: 'sram_isa.stream_mvm': rows "-2*ctx + 10" is 0 at ctx = 5: a size must be at least 1 at every ctx >= 0
+// CHECK: 'sram_isa.stream_mvm': rows "-2*ctx + 10" is -2 at ctx = 6: a size must be at least 0 at every ctx >= 0
 
 // -----
 

@@ -16,12 +16,15 @@ sram_isa.stream attributes {section = "layers", repeat = 32 : i64} {
   // CHECK-NEXT: sram_isa.macro_write dst 5 src0 3 rows 1 cols 64
   // CHECK-NEXT: sram_isa.mvm dst 4 src0 3 src1 5 rows 64 cols "ctx + 1"
   // CHECK-NEXT: sram_isa.stream_mvm dst 4 src0 3 rows 64 cols "ceildiv(ctx + 1, 4)"
+  // CHECK-NEXT: sram_isa.stream_mvm dst 4 src0 3 rows 64 cols "ceildiv(ctx - 11, 16)"
   // CHECK-NEXT: sram_isa.gemm dst 1 src0 2 src1 3 m 16 n 64 k 64
   sram_isa.load cores 0 to 32 dst 3 bytes "256*ctx + 256"
   sram_isa.store src0 3 bytes 0x80
   sram_isa.macro_write dst 5 src0 3 rows 1 cols 64
   sram_isa.mvm dst 4 src0 3 src1 5 rows 64 cols "ctx + 1"
   sram_isa.stream_mvm dst 4 src0 3 rows 64 cols "ceildiv(ctx + 1, 4)"
+  // A streamed product may be empty: piece 3 of 4 of "ceildiv(ctx + 1, 4)" is 0 up to ctx 11.
+  sram_isa.stream_mvm dst 4 src0 3 rows 64 cols "ceildiv(ctx - 11, 16)"
   sram_isa.gemm dst 1 src0 2 src1 3 m 16 n 64 k 64
   // The VCU with and without its optional src1; other attributes survive after the fields.
   // CHECK-NEXT: sram_isa.vcu softmax cores 0 to 32 dst 4 src0 3 n "ctx + 1"
