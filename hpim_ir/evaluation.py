@@ -416,12 +416,11 @@ def implied_prefill_ms(report: dict, baseline: str, paper_speedup: float) -> flo
 
 
 def weight_bytes(model: str) -> float:
-    """Bytes of the model's FP16 weights (every projection and the LM head)."""
+    """Bytes of the FP16 weights a token reads (`projection_weight_bytes`)."""
     from hpim_ir.frontend import load_config
-    from hpim_ir.hardware import load_hardware
-    from hpim_ir.simulate import prefill_estimate
+    from hpim_ir.simulate import projection_weight_bytes
 
-    return prefill_estimate(load_config(model), load_hardware("hpim"), 1).weight_bytes
+    return projection_weight_bytes(load_config(model))
 
 
 def prefill_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:

@@ -208,15 +208,21 @@ def prefill_estimate(config: ModelConfig, hw: Hardware, prompt: int) -> PrefillE
     head_s, head_flops = gemm(1, c.embed_dim, c.vocab_size)
     parts["other"] = head_s
     flops += c.layers * 2 * attention_macs + head_flops
+    parts_ms = {part: parts.get(part, 0.0) * 1e3 for part in PARTS}
+    return PrefillEstimate(sum(parts_ms.values()), parts_ms, flops, projection_weight_bytes(config))
+
+
+def projection_weight_bytes(config: ModelConfig) -> float:
+    """FP16 bytes of the weights a token's projections and LM head read: every layer's Q, K,
+    V, output and FFN matrices and the LM head (no biases, norms or embeddings)."""
+    c = config
     weights = sum(
         inputs * outputs
         for inputs, outputs in [(c.hidden, c.q_width), (c.hidden, c.kv_width), (c.hidden, c.kv_width),
                                 (c.q_width, c.hidden), (c.hidden, c.ffn), (c.ffn, c.hidden)]
         + ([(c.hidden, c.ffn)] if c.gated_ffn else [])
     )
-    weight_bytes = 2.0 * (c.layers * weights + c.embed_dim * c.vocab_size)
-    parts_ms = {part: parts.get(part, 0.0) * 1e3 for part in PARTS}
-    return PrefillEstimate(sum(parts_ms.values()), parts_ms, flops, weight_bytes)
+    return 2.0 * (c.layers * weights + c.embed_dim * c.vocab_size)
 
 
 @dataclass(frozen=True)
