@@ -325,23 +325,7 @@ def grid_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
                              "decode_ms_per_token": report["decode_ms_per_token"],
                              "prefill_ms": report["prefill_ms"], "seconds": outcome.seconds,
                              "cpu_seconds": outcome.cpu_seconds})
-    complete = all(len(v) == len(plan.models) for v in speedups.values())
-    for label, paper, reduce in (
-        ("average of the six", PAPER["speedup_a100_average"], lambda v: sum(v) / len(v)),
-        ("peak of the six", PAPER["speedup_a100_peak"], max),
-    ):
-        if not complete:
-            table.rows.append([label, _fmt(paper, "x"), "not available: a grid run failed", *["—"] * 6])
-            continue
-        ours = {name: reduce(values) for name, values in speedups.items()}
-        why = ""
-        if _needs_why([(ours[name], paper) for name in GPU_BASELINES]):
-            why = _aggregate_why(label)
-        table.rows.append([
-            label, _fmt(paper, "x"), _fmt(ours["a100"], "x"), _dev(ours["a100"], paper),
-            _fmt(ours["a100-eager"], "x"), _dev(ours["a100-eager"], paper), "—", "—", why,
-        ])
-        table.values.append({"model": label, "paper": paper, "ours": ours})
+    complete = _append_aggregates(table, speedups, len(plan.models), blanks=2)
     short_long = [outcomes[plan.short_long_run(model).key] for model in plan.models]
     prompt, generate = plan.short_long
     label = f"peak, with prompt {prompt} / generate {generate} too"
@@ -368,6 +352,30 @@ def grid_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
     ])
     table.values.append({"model": label, "paper": paper, "ours": ours, "where": where})
     return table
+
+
+def _append_aggregates(
+    table: Table, speedups: dict[str, list[float]], models: int, blanks: int, key: str = "ours"
+) -> bool:
+    """The average and the peak rows of a speedup table (`speedups`: per GPU baseline, one
+    per model; `blanks` empty cells before "why it differs"); whether every model ran."""
+    complete = all(len(values) == models for values in speedups.values())
+    for label, paper, reduce in (
+        ("average of the six", PAPER["speedup_a100_average"], lambda v: sum(v) / len(v)),
+        ("peak of the six", PAPER["speedup_a100_peak"], max),
+    ):
+        if not complete:
+            reason = "not available: a grid run failed"
+            table.rows.append([label, _fmt(paper, "x"), reason, *["—"] * (blanks + 4)])
+            continue
+        ours = {name: reduce(values) for name, values in speedups.items()}
+        why = _aggregate_why(label) if _needs_why([(ours[n], paper) for n in GPU_BASELINES]) else ""
+        table.rows.append([
+            label, _fmt(paper, "x"), _fmt(ours["a100"], "x"), _dev(ours["a100"], paper),
+            _fmt(ours["a100-eager"], "x"), _dev(ours["a100-eager"], paper), *["—"] * blanks, why,
+        ])
+        table.values.append({"model": label, "paper": paper, key: ours})
+    return complete
 
 
 def _speedup_why(report: dict, paper: float) -> str:
@@ -470,18 +478,7 @@ def prefill_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
                              "prefill_ms": {"gemm": gemm.report["prefill_ms"],
                                             "steps": steps.report["prefill_ms"]},
                              "implied_prefill_ms": implied, "per_token_read_tbs": read})
-    if all(len(v) == len(plan.models) for v in speedups.values()):
-        for label, paper, reduce in (
-            ("average of the six", PAPER["speedup_a100_average"], lambda v: sum(v) / len(v)),
-            ("peak of the six", PAPER["speedup_a100_peak"], max),
-        ):
-            ours = {name: reduce(values) for name, values in speedups.items()}
-            why = _aggregate_why(label) if _needs_why([(ours[n], paper) for n in GPU_BASELINES]) else ""
-            table.rows.append([
-                label, _fmt(paper, "x"), _fmt(ours["a100"], "x"), _dev(ours["a100"], paper),
-                _fmt(ours["a100-eager"], "x"), _dev(ours["a100-eager"], paper), *["—"] * 5, why,
-            ])
-            table.values.append({"model": label, "paper": paper, "ours_steps": ours})
+    _append_aggregates(table, speedups, len(plan.models), blanks=5, key="ours_steps")
     return table
 
 
