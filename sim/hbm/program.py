@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 import numpy as np
+from hpim_ir.sim.sram.program import Affine
 
 from hpim_ir.errors import HpimError
 
@@ -188,15 +189,16 @@ def split_count(
     (k * D)); so piece i is `0 + ceil((P * ctx + Q + (n - i) * D) / (k * D))`, reduced by the
     common divisor. The whole must not need its `max(0, ...)` (`ctx_off > -ctx_div`); then no
     piece does either. A count without a context term splits into constants."""
-    if per_ctx == 0:
-        return [(-(-(n - i) // pieces), 0, 1, 0) for i in range(pieces)]
-    if ctx_off <= -ctx_div:
+    if per_ctx != 0 and ctx_off <= -ctx_div:
         raise ValueError(f"{count_text(n, per_ctx, ctx_div, ctx_off)} clamps at 0: not split")
+    # The SRAM sizes' exact piece (`Affine.piece`) of the count as one affine size.
+    shares = [(Affine(per_ctx, ctx_off, ctx_div) + n).piece(i, pieces) for i in range(pieces)]
+    if per_ctx == 0:
+        return [(share(0), 0, 1, 0) for share in shares]
     split = []
-    for i in range(pieces):
-        offset, divisor = ctx_off + (n - i) * ctx_div, pieces * ctx_div
-        common = math.gcd(per_ctx, offset, divisor)
-        split.append((0, per_ctx // common, divisor // common, offset // common))
+    for share in shares:
+        common = math.gcd(share.a, share.b, share.d)
+        split.append((0, share.a // common, share.d // common, share.b // common))
     return split
 
 
