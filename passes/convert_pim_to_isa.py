@@ -501,6 +501,7 @@ class _Lowering:
         load their columns and multiply on the TCUs), in this step's streams, buffers and
         tokens."""
         from hpim_ir.passes.lower_sram_linear import (
+            StreamedOutput,
             Streams,
             linear_tiling,
             linear_values,
@@ -529,8 +530,9 @@ class _Lowering:
         budget = self.hw.sram.activation_memory_bytes // 2
         tcu = (self.hw.sram.tcu.rows, self.hw.sram.tcu.cols)
         what = f"@{weight_name(op)}"
-        tiling = linear_tiling(1, inputs, outputs, self.cores, tcu, budget, what)
-        lower_streamed_linear(streams, x, y, tiling, placement, what, linear_values(op))
+        tiling = linear_tiling(1, inputs, (outputs,), self.cores, tcu, budget, what)
+        output = StreamedOutput(y, placement, linear_values(op))
+        lower_streamed_linear(streams, x, [output], tiling, what)
         self.next_buffer = streams.next_buffer
         self.isa_tokens[op] = list(range(first, streams.next_token))
 

@@ -8,26 +8,31 @@ A module of helpers (not a pass): `convert-pim-to-isa` calls `lower_prefill` for
 
 **The streamed linear.** `Y (m x N) = X (m x K) . W (K x N)` for `m` tokens (the rows of the
 GEMM; `m = 1` is a GEMV), `X` and `Y` split evenly over the cores' activation memory. Every
-core computes `ceil(N / cores)` output columns for all `m` tokens on its TCU. The weight is
-cut into *tiles* of `k` input rows (a multiple of the TCU's rows); per tile:
+core computes `ceil(N / cores)` output columns for all `m` tokens on its TCU, so every core
+needs all of `X`: the cores all-gather it over the NoC, a block of `k` input rows (a
+multiple of the TCU's rows) at a time. Linears that read the same `X` (Q, K and V; a gated
+FFN's gate and up) stream as one *group* and share each gathered block. The weights are
+cut into *tiles*: `k` input rows of one linear's columns, in stream order row blocks
+outermost (`LinearTiling.tiles`), so a row block is gathered once for all the tiles of all
+the group's weights. Per tile:
 
 - HBM-PIM reads the tile (`k x N` FP16, spread evenly over the weight's channels) in normal
   mode (`hbm_isa.read`: whole rows of every bank, then the columns of a last partial row)
   and raises the tile's *ready* token;
-- SRAM-PIM all-gathers the tile's `m x k` slice of `X` over the NoC (every core needs it),
+- SRAM-PIM (at a row block's first tile: all-gathers the block's `m x k` slice of `X`)
   waits for *ready*, loads its `k x ceil(N / cores)` share of the tile over the link, and
   multiplies on the TCU (`gemm m, N/cores, k`, accumulating into `Y`), then raises the
   tile's *free* token.
 
-Tiles are double-buffered: the gathered inputs and the weight share of tile `i + 1` land in
-the other buffer while tile `i` is multiplied, and HBM-PIM reads tile `i + 2` only once tile
+Gathered blocks and weight shares are double-buffered: the next ones land in the other
+buffer while the current ones are multiplied, and HBM-PIM reads tile `i + 2` only once tile
 `i` is *free* (its `hbm_isa.wait`), so it runs at most two tiles ahead of the cores. `k` is
 the largest multiple of the TCU rows whose four buffers fit the activation memory left, and
 at most a quarter of `K` (so the stream pipelines); if one TCU-row block of every output
-column of a core does not fit (a large vocabulary), tiles are also cut into blocks of TCU
-columns, column blocks outermost (`LinearTiling.tiles`). A weight whose smallest tile
-cannot fit is a `DoesNotFit` error naming the bytes. The bias initializes the accumulators
-(no extra work), as in the decode GEMVs.
+column of a core does not fit (a large vocabulary, a wide FFN at many tokens), tiles are
+also cut into blocks of TCU columns, as many as fit beside the gathered blocks. A weight
+whose smallest tile cannot fit is a `DoesNotFit` error naming the bytes. The bias
+initializes the accumulators (no extra work), as in the decode GEMVs.
 
 **The prefill.** The prompt (`S` tokens, a constant of the program: it is compiled per prompt
 length) runs in *chunks* of `m` tokens, each through every layer before the next (chunked
@@ -72,6 +77,7 @@ chunk's layers) rather than for the last token only: what `hpim run` checks row 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from hpim_ir.dialects import hbm_isa, pim
 from hpim_ir.passes.convert_pim_to_isa import (
@@ -211,32 +217,49 @@ def stream_span(
     return ops, end
 
 
+class WeightTile(NamedTuple):
+    """Input rows `[at, at + inputs)` of output `output`'s columns `[first, first + columns)`
+    on each core (core k's columns start at k x its columns per core); `total` of the
+    weight's columns in all."""
+
+    at: int
+    inputs: int
+    output: int
+    first: int
+    columns: int
+    total: int
+
+
 @dataclass(frozen=True)
 class LinearTiling:
-    """How a streamed linear is cut: `tokens x inputs . inputs x outputs` on `cores` cores;
-    a tile is `tile_inputs` input rows of `tile_outputs` output columns per core."""
+    """How streamed linears that share their input are cut: `tokens x inputs . inputs x
+    outputs[i]` on `cores` cores; a tile is `tile_inputs` input rows of at most
+    `tile_outputs` of one output's columns per core."""
 
     tokens: int
     inputs: int
-    outputs: int
+    outputs: tuple[int, ...]
     cores: int
     tile_inputs: int
     tile_outputs: int
 
-    @property
-    def outputs_per_core(self) -> int:
-        return _ceil(self.outputs, self.cores)
+    def per_core(self, output: int) -> int:
+        """Columns of output `output` each core computes."""
+        return _ceil(self.outputs[output], self.cores)
 
-    def tiles(self) -> list[tuple[int, int, int]]:
-        """Per tile: input rows, output columns per core, output columns in all (the last
-        of each kind the remainder); column blocks outermost."""
-        rows_full, rows_rest = divmod(self.inputs, self.tile_inputs)
-        rows = [self.tile_inputs] * rows_full + ([rows_rest] if rows_rest else [])
+    def tiles(self) -> list[WeightTile]:
+        """The tiles in stream order: input-row blocks outermost; in each, every output's
+        column blocks (the last of each kind the remainder): a row block's slice of X is
+        gathered once for all the columns of all the outputs."""
         tiles = []
-        for first in range(0, self.outputs_per_core, self.tile_outputs):
-            columns = min(self.tile_outputs, self.outputs_per_core - first)
-            total = min(self.outputs, (first + columns) * self.cores) - first * self.cores
-            tiles += [(inputs, columns, total) for inputs in rows]
+        for at in range(0, self.inputs, self.tile_inputs):
+            inputs = min(self.tile_inputs, self.inputs - at)
+            for output, width in enumerate(self.outputs):
+                per_core = self.per_core(output)
+                for first in range(0, per_core, self.tile_outputs):
+                    columns = min(self.tile_outputs, per_core - first)
+                    total = min(width, (first + columns) * self.cores) - first * self.cores
+                    tiles.append(WeightTile(at, inputs, output, first, columns, total))
         return tiles
 
     def gathered_bytes(self, inputs: int) -> int:
@@ -250,16 +273,17 @@ class LinearTiling:
 
 
 def linear_tiling(
-    tokens: int, inputs: int, outputs: int, cores: int, tcu: tuple[int, int], budget: int,
-    what: str,
+    tokens: int, inputs: int, outputs: tuple[int, ...], cores: int, tcu: tuple[int, int],
+    budget: int, what: str,
 ) -> LinearTiling:
-    """The tiling of a streamed linear whose four tile buffers fit `budget` bytes per core:
-    every output column of a core in each tile if a block of TCU rows allows it (then tiles
-    of the most TCU-row blocks that fit, at most `ceil(blocks / MIN_TILES)`), else one
-    TCU-row block of the most TCU-column blocks that fit. DoesNotFit names the weight
-    (`what`) if one block of each does not fit."""
+    """The tiling of streamed linears sharing their input whose four tile buffers fit
+    `budget` bytes per core: every column a core computes of the widest output in each tile
+    if a block of TCU rows allows it (then tiles of the most TCU-row blocks that fit, at
+    most `ceil(blocks / MIN_TILES)`), else one TCU-row block of the most TCU-column blocks
+    that fit beside its gathered inputs. DoesNotFit names the weights (`what`) if one block
+    of each does not fit."""
     rows, cols = tcu
-    per_core = _ceil(outputs, cores)
+    per_core = _ceil(max(outputs), cores)
 
     def tiling(tile_inputs: int, tile_outputs: int) -> LinearTiling:
         return LinearTiling(
@@ -274,23 +298,34 @@ def linear_tiling(
             f"memory (double-buffered inputs and weights); {budget:,} are left"
         )
     if tiling(rows, per_core).buffer_bytes() > budget:
-        fitting = budget // tiling(rows, cols).buffer_bytes()
-        return tiling(rows, fitting * cols)
+        gathered = 2 * smallest.gathered_bytes(smallest.tile_inputs) * cores
+        blocks = (budget - gathered) // (2 * smallest.tile_inputs * cols * BYTES_FP16)
+        return tiling(rows, blocks * cols)
     most = max(1, _ceil(_ceil(inputs, rows), MIN_TILES))
     fitting = max(1, min(most, budget // tiling(rows, per_core).buffer_bytes()))
     return tiling(fitting * rows, per_core)
 
 
+@dataclass(frozen=True)
+class StreamedOutput:
+    """One linear of a streamed group: its result's buffer `y`, its weight's HBM `placement`
+    (rows of layer 0) and, for functional execution, its `values` (`w`, optional `bias`:
+    the weight's and bias's names; None: the instructions carry no `data`)."""
+
+    y: int
+    placement: HbmPlacement
+    values: dict | None = None
+
+
 def lower_streamed_linear(
-    streams: Streams, x: int, y: int, tiling: LinearTiling, placement: HbmPlacement, what: str,
-    values: dict | None = None,
+    streams: Streams, x: int, outputs: list[StreamedOutput], tiling: LinearTiling, what: str,
 ) -> None:
-    """Emit the streamed linear (module docstring): `x` and `y` are the activation-memory
-    buffers of X and Y; the weight is read from its HBM `placement` (rows of layer 0).
-    `values` (`w`, optional `bias`: the weight's and bias's names): the instructions carry
-    `data` for functional execution (docs/functional.md), else none."""
+    """Emit streamed linears that share their input (module docstring): `x` is the
+    activation-memory buffer of X; the instructions carry `data` for functional execution
+    (docs/functional.md) when the outputs have `values`."""
     tiles = tiling.tiles()
-    holds = "tile" if values else ""
+    functional = outputs[0].values is not None
+    holds = "tile" if functional else ""
     gathered = [
         streams.alloc(
             tiling.gathered_bytes(tiling.tile_inputs) * tiling.cores, f"{what}'s gathered inputs",
@@ -306,45 +341,42 @@ def lower_streamed_linear(
     ]
     ready = [streams.token() for _ in tiles]
     free = [streams.token() if t + 2 < len(tiles) else -1 for t in range(len(tiles))]
-    offset = at = first_column = 0
-    for t, (inputs, columns, total) in enumerate(tiles):
+    offsets = [0] * len(outputs)  # each weight is read in stream order from its placement
+    for t, (at, inputs, o, first, columns, total) in enumerate(tiles):
+        out = outputs[o]
         if t >= 2:
             streams.hbm(hbm_isa.WaitOp(tok=free[t - 2]))
-        reads, offset = stream_span(
-            hbm_isa.ReadOp, placement.row_base, offset, inputs * total * BYTES_FP16,
-            placement.channels, streams.hw.hbm,
+        reads, offsets[o] = stream_span(
+            hbm_isa.ReadOp, out.placement.row_base, offsets[o], inputs * total * BYTES_FP16,
+            out.placement.channels, streams.hw.hbm,
         )
-        # The tile: input rows [at, at + inputs) of each core's output columns
-        # [first_column, + columns) (core k's columns start at k * outputs_per_core).
-        tile = f"{values['w']}.{t}" if values else ""
+        tile = f"{out.values['w']}.{t}" if functional else ""
         read = {
-            "dst": tile, "w": values["w"], "at": at, "inputs": inputs, "first": first_column,
-            "columns": columns, "per_core": tiling.outputs_per_core,
-        } if values else None
+            "dst": tile, "w": out.values["w"], "at": at, "inputs": inputs, "first": first,
+            "columns": columns, "per_core": tiling.per_core(o),
+        } if functional else None
         streams.hbm(*reads, data=read)
         streams.hbm(hbm_isa.SignalOp(tok=ready[t]))
-        buffer = t % 2
-        streams.sram(
-            SramOp.ALLGATHER, dst=gathered[buffer], src0=x, sizes=[tiling.gathered_bytes(inputs)],
-            data={"at": at, "inputs": inputs} if values else None,
-        )
+        rows = gathered[at // tiling.tile_inputs % 2]
+        if o == first == 0:  # a row block's inputs serve all of its tiles
+            streams.sram(
+                SramOp.ALLGATHER, dst=rows, src0=x, sizes=[tiling.gathered_bytes(inputs)],
+                data={"at": at, "inputs": inputs} if functional else None,
+            )
         streams.sram(SramOp.WAIT, tok=ready[t])
         streams.sram(
-            SramOp.LOAD, dst=weights[buffer], sizes=[inputs * columns * BYTES_FP16],
-            data={"src": tile} if values else None,
+            SramOp.LOAD, dst=weights[t % 2], sizes=[inputs * columns * BYTES_FP16],
+            data={"src": tile} if functional else None,
         )
         gemm = None
-        if values:  # the first tile of a column block starts its accumulators (at the bias)
+        if functional:  # the first row block starts each column block's accumulators (at the bias)
             gemm = {"kind": "linear", "start": int(at == 0)}
-            if at == 0 and values.get("bias"):
-                gemm["bias"] = values["bias"]
+            if at == 0 and out.values.get("bias"):
+                gemm["bias"] = out.values["bias"]
         streams.sram(
-            SramOp.GEMM, dst=y, src0=gathered[buffer], src1=weights[buffer],
+            SramOp.GEMM, dst=out.y, src0=rows, src1=weights[t % 2],
             sizes=[tiling.tokens, columns, inputs], data=gemm,
         )
-        at += inputs
-        if at == tiling.inputs:
-            at, first_column = 0, first_column + columns
         if free[t] >= 0:
             streams.sram(SramOp.SIGNAL, tok=free[t])
     for number in (*gathered, *weights):
@@ -438,6 +470,8 @@ class _PrefillLowering:
         self.state = self.stats = -1  # the hidden state's and the statistics' buffers
         self.last: dict[SSAValue, int] = {}  # value -> index of its last reader in the block
         self.index = 0  # of the op being lowered in its block
+        self.ops: list[Operation] = []  # the block being lowered
+        self.grouped: set[Operation] = set()  # its linears lowered with an earlier one
         self.stored: dict[SSAValue, int] = {}  # a value sent to HBM -> the token of its store
         self.deferred: list[Operation] = []  # the layer's KV-cache writes, after its reads
         for op in function.walk():
@@ -539,6 +573,7 @@ class _PrefillLowering:
             for value in _readers(op):
                 last[value] = index
         self.last = last
+        self.ops, self.grouped = ops, set()
         for index, op in enumerate(ops):
             self.index = index
             self.streams.part = self.part(op)
@@ -665,23 +700,35 @@ class _PrefillLowering:
         )
 
     def lower_linear(self, op: pim.LinearOp, tokens: int) -> None:
+        """`op` and the later linears of its block that read the same input (Q, K and V;
+        a gated FFN's gate and up) as one streamed group: X is gathered once for all."""
+        if op in self.grouped:
+            return
+        group = [op] + [
+            other for other in self.ops[self.index + 1 :]
+            if isinstance(other, pim.LinearOp) and other.input == op.input
+            and other.place == pim.SRAM
+        ]
+        self.grouped.update(group)
         streams = self.streams
-        name = weight_name(op)
-        inputs, outputs = _width(op.input), _width(op.result)
         cores = streams.cores
-        out_bytes = max(tokens * _ceil(outputs, cores) * BYTES_FP16, self.share(outputs, tokens))
-        y = self.new_buffer(op.result, out_bytes)
+        outputs = []
+        for linear in group:
+            width = _width(linear.result)
+            out_bytes = max(tokens * _ceil(width, cores) * BYTES_FP16, self.share(width, tokens))
+            weight = linear.weight
+            while isinstance(weight.owner, pim.TransferOp):
+                weight = weight.owner.input
+            outputs.append(StreamedOutput(
+                self.new_buffer(linear.result, out_bytes), self._placement(weight.owner.weight),
+                linear_values(linear),
+            ))
+        what = ", ".join(f"@{weight_name(linear)}" for linear in group)
         tiling = linear_tiling(
-            tokens, inputs, outputs, cores, (self.hw.sram.tcu.rows, self.hw.sram.tcu.cols),
-            streams.left(), f"@{name}",
+            tokens, _width(op.input), tuple(_width(linear.result) for linear in group), cores,
+            (self.hw.sram.tcu.rows, self.hw.sram.tcu.cols), streams.left(), what,
         )
-        weight = op.weight
-        while isinstance(weight.owner, pim.TransferOp):
-            weight = weight.owner.input
-        placement = self._placement(weight.owner.weight)
-        lower_streamed_linear(
-            streams, self.buffers[op.input], y, tiling, placement, f"@{name}", linear_values(op)
-        )
+        lower_streamed_linear(streams, self.buffers[op.input], outputs, tiling, what)
 
     def lower_attention(self, op: pim.AttentionValuesOp, tokens: int, chunk: Chunk) -> None:
         """Per head of each core: q.K^T, softmax, s.V over the earlier chunks' keys, read

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hpim_ir.errors import HpimError
+from hpim_ir.hardware import load_hardware
 from hpim_ir.hardware.sram import NocTopology
 from hpim_ir.sim.sram import (
     CTX,
@@ -73,17 +74,45 @@ def test_two_transfers_sharing_a_link_serialize() -> None:
 
 
 def test_allgather_and_reduce_on_the_mesh() -> None:
-    # 16 B = 2 cycles per link. allgather over 0..3, a ring 0 -> 1 -> 2 -> 3 -> 0 whose
-    # routes (0E; 1W 0S; 2E; 3W 2N) share no link: each of the 3 steps takes 2 + 2 hops;
-    # from cycle 2: 2 + 3 * 4 = 14.
+    # 16 B = 2 cycles per link on the 2 x 2 mesh 0 1 / 2 3. allgather over 0..3: the ring
+    # in boustrophedon order 0 -> 1 -> 3 -> 2 -> 0 (0E; 1S; 3W; 2N), one hop each and no
+    # shared link: each of the 3 steps takes 2 + 1; from cycle 2: 2 + 3 * 3 = 11. (In core
+    # order, 1 -> 2 and 3 -> 0 would take two hops: 2 + 3 * 4 = 14.)
     # reduce: step 1 (1 -> 0, 3 -> 2: one hop) 2 + 1, plus the add: 2 + ceil(8 / 8) = 3;
     # step 2 (2 -> 0: one hop) 3 + 3: from cycle 2, 2 + 6 + 6 = 14.
-    for op in (SramOp.ALLGATHER, SramOp.REDUCE):
+    assert Noc(SMALL.sram).ring(range(4)) == [0, 1, 3, 2]
+    for op, end in ((SramOp.ALLGATHER, 11), (SramOp.REDUCE, 14)):
         b = with_buffers()
         b.add(op, None, dst=0, src0=1, sizes=[16])
         result = SramEngine(SMALL).run(b.build(), 0, timeline=True)
-        assert spans(result) == [(core, 2, 14) for core in range(4)]
-        assert result.unit_busy["TRANSFER"] == (12, 12, 12, 12)
+        assert spans(result) == [(core, 2, end) for core in range(4)]
+        assert result.unit_busy["TRANSFER"] == (end - 2,) * 4
+
+
+def test_the_allgather_ring_is_laid_on_the_mesh() -> None:
+    noc = Noc(load_hardware("hpim").sram)  # a 4 x 8 mesh
+
+    def hops(ring: list[int]) -> list[int]:
+        return [len(noc.route(a, b)) for a, b in zip(ring, ring[1:] + ring[:1])]
+
+    # All 32 cores (4 rows, even): a Hamiltonian cycle, every step one hop. Row 0 east,
+    # rows 1-3 back and forth over columns 1-7, home up column 0.
+    ring = noc.ring(range(32))
+    assert ring[:10] == [0, 1, 2, 3, 4, 5, 6, 7, 15, 14] and ring[-3:] == [24, 16, 8]
+    assert sorted(ring) == list(range(32)) and hops(ring) == [1] * 32
+    # 3 x 3 (odd both ways: no Hamiltonian cycle): rows back and forth, closing from the
+    # last row's east end (2 + 2 hops).
+    odd = Noc(machine(sram={"cores": 9}, sram_noc={"mesh_cols": 3}).sram)
+    assert odd.ring(range(9)) == [0, 1, 2, 5, 4, 3, 6, 7, 8]
+    # Within a row: out on even offsets, back on odd ones, at most 2 hops (core order
+    # would close over 3).
+    assert noc.ring(range(2, 6)) == [2, 4, 5, 3] and hops(noc.ring(range(2, 6))) == [2, 1, 2, 1]
+    # A 3 x 4 mesh (odd rows, even columns): the transposed cycle, one hop a step: column
+    # 0 south, columns 1-3 up and down over rows 1-2, home along row 0.
+    wide = Noc(machine(sram={"cores": 12}, sram_noc={"mesh_cols": 4}).sram)
+    ring = wide.ring(range(12))
+    assert ring == [0, 4, 8, 9, 5, 6, 10, 11, 7, 3, 2, 1]
+    assert all(len(wide.route(a, b)) == 1 for a, b in zip(ring, ring[1:] + ring[:1]))
 
 
 def test_concurrent_collectives_contend_for_a_shared_link() -> None:

@@ -17,6 +17,10 @@ from hpim_ir.sim.sram.program import SramOp
 from hpim_ir.sim.sram.timing import noc_cycles, reduce_combine_cycles
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 class Noc:
     """The links of one machine's NoC and their reservations (a calendar per link)."""
 
@@ -115,12 +119,53 @@ class Noc:
         self.schedules[key] = (end - start, reservations, self.busy_cycles - cycles)
         return end
 
+    def ring(self, cores: range) -> list[int]:
+        """The members of an all-gather in ring order, laid on the topology as a
+        topology-aware collective library lays its rings, so that each step's transfers
+        are as short as the members allow (every step waits for its longest):
+
+        - a ring network: core order (neighbours);
+        - whole rows of a mesh, an even number of rows (or of columns): a Hamiltonian
+          cycle, every transfer one hop: the first row west to east, the other rows back
+          and forth over every column but the first, and up the first column home (with
+          an even number of columns instead, the same transposed);
+        - one row, or part of one: even offsets out and odd offsets back, at most two hops;
+        - otherwise: rows in turn, even rows west to east and odd rows back.
+
+        In core order, a mesh ring would cross each row from its end to the next row's
+        start, and close across the whole mesh."""
+        members = list(cores)
+        if self.sram.noc.topology is NocTopology.RING or len(members) < 3:
+            return members
+        cols = self.sram.noc.mesh_cols
+        first_row, first_col = divmod(members[0], cols)
+        rows = _ceil_div(members[-1] + 1, cols) - first_row
+        if rows == 1:
+            return members[::2] + members[1::2][::-1]
+        whole = first_col == 0 and len(members) == rows * cols
+        if whole and (rows % 2 == 0 or cols % 2 == 0):
+            grid = [[members[r * cols + c] for c in range(cols)] for r in range(rows)]
+            if rows % 2:  # an odd number of rows: walk the transposed grid
+                grid = [list(column) for column in zip(*grid)]
+            order = list(grid[0])
+            for r, row in enumerate(grid[1:]):
+                order += row[1:][::-1] if r % 2 == 0 else row[1:]
+            return order + [row[0] for row in grid[1:]][::-1]
+
+        def snake(core: int) -> tuple[int, int]:
+            row, col = divmod(core, cols)
+            return row, col if row % 2 == 0 else -col
+
+        return sorted(members, key=snake)
+
     def _pairs(self, op: SramOp, cores: range) -> list[tuple[int, int]]:
         """The (sender, receiver) pairs of a collective's transfers (see `_collective`)."""
+        if op == SramOp.ALLGATHER:
+            members = self.ring(cores)
+            count = len(members)
+            return [(members[j], members[(j + 1) % count]) for j in range(count)] if count > 1 else []
         members = list(cores)
         count = len(members)
-        if op == SramOp.ALLGATHER:
-            return [(members[j], members[(j + 1) % count]) for j in range(count)] if count > 1 else []
         pairs, stride = [], 1
         while stride < count:
             pairs += [(members[j + stride], members[j]) for j in range(0, count - stride, 2 * stride)]
@@ -130,13 +175,13 @@ class Noc:
     def _collective(self, op: SramOp, cores: range, nbytes: int, start: int) -> int:
         """`collective`, transfer by transfer.
 
-        `allgather`: a ring in core order, len - 1 steps; in each, every core sends its
-        latest `nbytes` block to the next core (the last to the first). `reduce`: a
+        `allgather`: a ring (`ring`), len - 1 steps; in each, every core sends its latest
+        `nbytes` block to the next core of the ring (the last to the first). `reduce`: a
         binomial tree towards the first core, ceil(log2 len) steps; in step s, the core at
         offset j + 2^s sends to the core at offset j (j a multiple of 2^(s+1)), which then
         adds the contribution (one VCU element-wise pass). A step starts when the previous
         one has completed everywhere."""
-        members = list(cores)
+        members = self.ring(cores) if op == SramOp.ALLGATHER else list(cores)
         count = len(members)
         ser = int(noc_cycles(nbytes, self.sram))
         now = start
