@@ -20,12 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpim_ir.sim.program import MachineProgram
 from hpim_ir.sim.scheduler import simulate_machine
 
-from hpim_ir.frontend import load_config
 from hpim_ir.hardware import load_hardware
-from hpim_ir.simulate import CompileOptions, compile_decode_step
+from hpim_ir.simulate import CompileOptions, compiled_program
 
 
 def main() -> None:
@@ -40,8 +38,7 @@ def main() -> None:
 
     hw = load_hardware(args.hw)
     options = CompileOptions(model=args.model, hw=args.hw, max_context=args.prompt + args.generate)
-    module, _ = compile_decode_step(options, use_cache=False)
-    program = MachineProgram.from_module(module, source=load_config(args.model).name)
+    program, _ = compiled_program(options, use_cache=False)
     context = args.prompt + args.generate // 2
     walls, cpus = [], []
     for _ in range(args.runs):

@@ -44,7 +44,7 @@ from hpim_ir.asm.syntax import (
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import load_hardware
 from hpim_ir.opt import parse_module_text
-from hpim_ir.simulate import CompileOptions, compile_decode_step
+from hpim_ir.simulate import CompileOptions, compile_module
 from tests.asm_support import assert_line_4_error
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "attention_head.mlir"
@@ -364,7 +364,7 @@ def test_the_attention_head_example_round_trips_and_simulates_the_same(tmp_path)
 
 
 def test_a_compiled_decode_step_round_trips_and_simulates_the_same(tmp_path) -> None:
-    module, _ = compile_decode_step(CompileOptions("opt-125m"), use_cache=False)
+    module = compile_module(CompileOptions("opt-125m"))
     assert_round_trip_and_same_simulation(module, [64, 1000], tmp_path)
     program = read_asm(module_to_asm(module))
     assert set(program.sram_parts.tolist()) > {"attention"}  # every record keeps its part

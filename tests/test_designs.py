@@ -23,7 +23,13 @@ from hpim_ir.passes.convert_pim_to_isa import weight_name
 from hpim_ir.passes.hpim_lower import HpimLowerPass
 from hpim_ir.passes.pim_tile_hbm import HbmPlacement, from_dict_attr
 from hpim_ir.sim.program import MachineProgram
-from hpim_ir.simulate import CompileOptions, compile_decode_step, measure_step, resolve_policy
+from hpim_ir.simulate import (
+    CompileOptions,
+    compile_module,
+    compiled_program,
+    measure_step,
+    resolve_policy,
+)
 
 DESIGNS = {"ianus-like": "serial", "attacc-like": "attacc", "cxl-pnm-like": "pnm"}
 
@@ -63,7 +69,7 @@ def test_ianus_like_is_gddr6_aim() -> None:
 def test_ianus_like_holds_the_largest_compared_model() -> None:
     # OPT-30B's weights and KV cache (69.6 GB as laid out) fit its 96 GiB: it compiles.
     options = CompileOptions("opt-30b", "ianus-like", "serial", max_context=768)
-    compile_decode_step(options, use_cache=False)
+    compile_module(options)
 
 
 def test_policy_is_inherited_validated_and_overridable(tmp_path: Path) -> None:
@@ -139,8 +145,8 @@ def opt350m_steps() -> dict:
     steps = {}
     for hw in ("hpim", "ianus-like"):
         options = CompileOptions("opt-350m", hw, resolve_policy(hw, None), max_context=513)
-        module, _ = compile_decode_step(options, use_cache=False)
-        steps[hw] = measure_step(MachineProgram.from_module(module), load_hardware(hw), 512)
+        program, _ = compiled_program(options, use_cache=False)
+        steps[hw] = measure_step(program, load_hardware(hw), 512)
     return steps
 
 
@@ -235,7 +241,7 @@ def opt125m_streamed_steps() -> dict:
     steps = {}
     for hw in ("attacc-like", "cxl-pnm-like"):
         options = CompileOptions("opt-125m", hw, resolve_policy(hw, None), max_context=513)
-        module, _ = compile_decode_step(options, use_cache=False)
+        module = compile_module(options)
         gemvs = [op for op in module.walk() if op.name == "hbm_isa.gemv"]
         step = measure_step(MachineProgram.from_module(module), load_hardware(hw), 512)
         steps[hw] = (step, {g.attributes["part"].data for g in gemvs})

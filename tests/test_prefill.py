@@ -30,6 +30,7 @@ from hpim_ir.sim.program import MachineProgram
 from hpim_ir.sim.sram.program import SramOp
 from hpim_ir.simulate import (
     CompileOptions,
+    compiled_program,
     measure_prefill,
     measure_step,
     prefill_estimate,
@@ -274,11 +275,8 @@ def test_a_prefill_on_hbm_pim_runs_token_by_token() -> None:
     # hbm-only places the prefill's projections on HBM-PIM, which has no GEMM: the prompt
     # runs as decode steps at contexts 0 .. 15, 8 of them simulated and the rest
     # interpolated (within 2 % of simulating all 16).
-    from hpim_ir.simulate import compile_decode_step
-
     options = CompileOptions("opt-125m", policy="hbm-only", max_context=64)
-    module, _ = compile_decode_step(options, use_cache=False)
-    program = MachineProgram.from_module(module)
+    program, _ = compiled_program(options, use_cache=False)
     with pytest.raises(HpimError, match="placed on #pim.hbm"):
         simulate_prefill(options, 16, HW, use_cache=False)
     sampled = simulate_prefill(options, 16, HW, use_cache=False, decode_program=program)
@@ -292,11 +290,8 @@ def test_a_prefill_on_hbm_pim_runs_token_by_token() -> None:
 def test_the_prompt_as_decode_steps_is_the_sum_of_those_steps() -> None:
     # `--prefill steps` on the hpim policy: exactly the decode step at contexts 0 .. 5,
     # summed (exact), whatever the compiled prefill would take.
-    from hpim_ir.simulate import compile_decode_step
-
     options = CompileOptions("opt-125m", max_context=64)
-    module, _ = compile_decode_step(options, use_cache=False)
-    program = MachineProgram.from_module(module)
+    program, _ = compiled_program(options, use_cache=False)
     steps = simulate_prefill(options, 6, HW, use_cache=False, exact=True, decode_program=program,
                              mode="steps")
     assert steps.mode == "steps"
@@ -310,15 +305,12 @@ def test_the_prompt_as_decode_steps_is_the_sum_of_those_steps() -> None:
 def test_hpim_simulate_prefill_steps(tmp_path, monkeypatch, capsys) -> None:
     # The prompt of 3 tokens as decode steps at contexts 0, 1, 2 (all simulated: fewer
     # than the samples), the decode after it at 3 and 4: five steps of one program.
-    from hpim_ir.simulate import compile_decode_step
-
     monkeypatch.setenv("HPIM_CACHE_DIR", str(tmp_path))
     argv = ["simulate", "opt-125m", "--prompt", "3", "--generate", "2", "--prefill", "steps", "--json"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["prefill_mode"] == "steps"
-    module, _ = compile_decode_step(CompileOptions("opt-125m", max_context=5))
-    program = MachineProgram.from_module(module)
+    program, _ = compiled_program(CompileOptions("opt-125m", max_context=5))
     steps = [measure_step(program, HW, ctx).ns / 1e6 for ctx in range(5)]
     assert report["prefill_ms"] == pytest.approx(sum(steps[:3]))
     assert report["decode_ms_per_token"] == pytest.approx(sum(steps[3:]) / 2)

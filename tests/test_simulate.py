@@ -11,9 +11,10 @@ from hpim_ir.simulate import (
     CompileOptions,
     _union_length,
     cache_key,
-    compile_decode_step,
+    compiled_program,
     decode_contexts,
     interpolate,
+    measure_step,
     prefill_estimate,
     run_request,
     sampled_contexts,
@@ -67,11 +68,21 @@ def test_request_must_fit_positions() -> None:
 def test_compile_cache_hit_and_key(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HPIM_CACHE_DIR", str(tmp_path))
     options = CompileOptions("opt-125m", kv_cache="sram", max_context=64)
-    first, cached = compile_decode_step(options)
-    assert not cached and len(list(tmp_path.glob("*.mlir"))) == 1
-    second, cached = compile_decode_step(options)
+    first, cached = compiled_program(options)
+    assert not cached and len(list(tmp_path.glob("*.program"))) == 1
+    second, cached = compiled_program(options)
     assert cached
-    assert str(first) == str(second)
+    assert first.sections == second.sections and first.source == second.source == "opt-125m"
+    assert np.array_equal(first.hbm.records, second.hbm.records)
+    assert np.array_equal(first.sram.records, second.sram.records)
+    assert measure_step(first, load_hardware("hpim"), 40) == measure_step(second, load_hardware("hpim"), 40)
+    # A damaged entry (a write cut short by a crash of an older version) is compiled again
+    # and replaced, not an error.
+    entry = next(tmp_path.glob("*.program"))
+    entry.write_bytes(entry.read_bytes()[:100])
+    third, cached = compiled_program(options)
+    assert not cached and np.array_equal(third.sram.records, first.sram.records)
+    assert compiled_program(options)[1]
     assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="hbm"))
     assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="sram", max_context=65))
 
