@@ -16,7 +16,14 @@ from xdsl.ir import Attribute, Operation
 
 from hpim_ir.dialects import hbm_isa, pim
 from hpim_ir.hardware import HbmConfig
-from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, GemvTile, HbmPlacement, from_dict_attr
+from hpim_ir.passes.pim_tile_hbm import (
+    BYTES_FP16,
+    CONTEXT_STRIPE_COLUMNS,
+    GemvTile,
+    HbmPlacement,
+    context_stripes,
+    from_dict_attr,
+)
 from hpim_ir.sim.hbm.program import split_count
 
 
@@ -156,10 +163,6 @@ def _stream_rows(bytes_per_channel: int, hbm: HbmConfig) -> tuple[int, int]:
     return 1, max(1, -(-bytes_per_channel // per_column))
 
 
-CONTEXT_STRIPE_COLUMNS = 8
-"""Columns per bank row of a KV cache kept in HBM, as it is streamed out."""
-
-
 def lower_cache_append(
     values: int, placement: HbmPlacement, hbm: HbmConfig, read_context: bool,
     tokens: list[int] | None = None, read_data: dict | None = None,
@@ -182,12 +185,8 @@ def lower_cache_append(
     write = hbm_isa.WriteOp(ch_lo=0, ch_hi=channels, row=placement.row_base, rows=rows, cols=cols)
     if not read_context:
         return [write]
-    # The context is read in stripes of CONTEXT_STRIPE_COLUMNS columns of every bank: short
-    # enough that a short context does not read a whole page of every bank, long enough
-    # that each activation serves several bursts.
-    per_stripe = hbm.banks_per_channel * CONTEXT_STRIPE_COLUMNS * hbm.column_bytes
-    divisor = math.gcd(per_token, per_stripe)
-    whole = (0, per_token // divisor, per_stripe // divisor, 0)
+    # The context is read in stripes (`context_stripes`, as `pim-tile-hbm` placed them).
+    whole = (0, *context_stripes(values, channels, hbm), 0)
     # Streamed in pieces (one per token of `tokens`), each raising its token when read.
     # Piece i reads stripes i, i + pieces, ...: exactly its share of the whole's stripes at
     # every context (`split_count`), where each piece rounding up on its own would read up

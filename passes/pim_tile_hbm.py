@@ -20,7 +20,8 @@ The GEMV mapping (the paper's §compiler step 3, made concrete where it is silen
   spread over the first channels, never dropped.
 
 Weights are laid out layer-major in every bank: the rows of all layered weights of layer `l`
-(and of its KV cache, when the cache is in HBM, sized for the model's maximum positions)
+(and of its KV cache, when the cache is in HBM, sized for the model's maximum positions in
+stripes of `CONTEXT_STRIPE_COLUMNS` columns, a row each, as a decode step streams it out)
 follow those of layer `l - 1`, so one per-layer row stride locates any layer; non-layered
 weights (embedding tables, the LM head) follow the last layer. If the total exceeds the
 banks' rows the pass fails with the bytes needed and available.
@@ -28,6 +29,7 @@ banks' rows the pass fails with the bytes needed and available.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from xdsl.context import Context
@@ -172,6 +174,22 @@ class HbmPlacement:
     channels: int
 
 
+CONTEXT_STRIPE_COLUMNS = 8
+"""Columns of every bank's row that hold one *stripe* of a KV cache streamed out to SRAM-PIM:
+short enough that a short context does not read a whole page of every bank, long enough
+that each activation serves several bursts."""
+
+
+def context_stripes(values: int, channels: int, hbm: HbmConfig) -> tuple[int, int]:
+    """(P, D): a context of `ctx` tokens of a cache whose tokens are `values` FP16 spread
+    over `channels` channels fills ceil(ctx * P / D) stripes, each its own row of every bank
+    of those channels (`lower_cache_append` reads them out)."""
+    per_token = -(-values * BYTES_FP16 // channels)
+    per_stripe = hbm.banks_per_channel * CONTEXT_STRIPE_COLUMNS * hbm.column_bytes
+    divisor = math.gcd(per_token, per_stripe)
+    return per_token // divisor, per_stripe // divisor
+
+
 def _weight_decls(module: ModuleOp) -> dict[str, pim.WeightOp]:
     return {op.sym_name.data: op for op in module.ops if isinstance(op, pim.WeightOp)}
 
@@ -242,11 +260,15 @@ class PimTileHbmPass(ModulePass):
             (layered if decl.layered else flat).append((decl, rows, channels))
 
         # A KV cache in HBM is layered data too: each layer's K (V) for every position
-        # follows that layer's weights, so one stride moves from layer to layer.
+        # follows that layer's weights, so one stride moves from layer to layer. It gets
+        # the rows of its stripes (`context_stripes`), in which a decode step that streams
+        # the context out to SRAM-PIM reads it; the same in every phase and policy, so that
+        # a prefill and a decode compiled apart agree on where it is.
         for cache in op.ops:
             if isinstance(cache, pim.KVCacheOp) and cache.place == pim.HBM:
                 _, capacity, width = cache.type.get_shape()
-                layered.append((cache, _vector_rows(capacity * width, hbm), hbm.total_channels))
+                per_ctx, div = context_stripes(width, hbm.total_channels, hbm)
+                layered.append((cache, -(-capacity * per_ctx // div), hbm.total_channels))
 
         stride = sum(rows for _, rows, _ in layered)
         layers = next((d.type.get_shape()[0] for d, _, _ in layered), 0)

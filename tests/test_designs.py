@@ -17,6 +17,7 @@ from hpim_ir.cli import main
 from hpim_ir.cli.compile_cmd import lower_pass
 from hpim_ir.dialects import pim
 from hpim_ir.errors import HpimError
+from hpim_ir.frontend import load_config
 from hpim_ir.hardware import load_hardware
 from hpim_ir.passes.convert_llm_to_pim import POLICIES, ConvertLlmToPimPass
 from hpim_ir.passes.convert_pim_to_isa import weight_name
@@ -296,6 +297,42 @@ def test_a_streamed_decode_linear_without_a_weight_placement_is_one_message() ->
     )
     with pytest.raises(HpimError, match=message):
         convert.apply(Context(), module)
+
+
+@pytest.mark.parametrize("model", ["opt-125m", "opt-1.3b"])
+def test_the_streamed_kv_cache_reads_stay_in_the_cache_rows(model: str) -> None:
+    # hpim, KV cache in HBM: each layer's K and V context is read out in 4 pieces of stripes
+    # (a row of every bank each). At every context up to the model's positions, every piece
+    # reads rows of its own cache only, and at the longest the pieces of a cache together
+    # read each of its rows once.
+    module = import_model(model)
+    *stages, convert = HpimLowerPass(kv_cache="hbm").stages()
+    for stage in stages:
+        stage.apply(Context(), module)
+    caches = {
+        op.sym_name.data: from_dict_attr(HbmPlacement, op.placement)
+        for op in module.ops if isinstance(op, pim.KVCacheOp)
+    }
+    assert len(caches) == 2
+    convert.apply(Context(), module)
+    reads = [
+        op for stream in module.ops if stream.name == "hbm_isa.stream" for op in stream.body.block.ops
+        if op.name == "hbm_isa.read" and op.attributes["part"].data == "attention"
+    ]
+    positions = load_config(model).max_positions
+    for ctx in (1, 100, 511, 512, 1000, positions - 1):
+        touched = {name: [] for name in caches}
+        for read in reads:
+            placement = caches[read.attributes["data"].data["cache"].data]
+            per_ctx, div = read.per_ctx.value.data, read.ctx_div.value.data
+            off = read.ctx_off.value.data if read.ctx_off is not None else 0
+            count = read.rows.value.data + max(0, -(-(per_ctx * ctx + off) // div))
+            rows = range(read.row.value.data, read.row.value.data + count)
+            assert placement.row_base <= rows.start and rows.stop <= placement.row_base + placement.rows
+            touched[read.attributes["data"].data["cache"].data] += rows
+        if ctx == positions - 1:
+            assert all(sorted(t) == list(range(caches[n].row_base, caches[n].row_base + caches[n].rows))
+                       for n, t in touched.items())
 
 
 def test_a_streamed_decode_linear_reads_exactly_the_rows_of_its_weight() -> None:

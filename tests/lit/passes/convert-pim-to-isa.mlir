@@ -44,20 +44,21 @@
 // 224 B, one column of every bank) and reads the cached context back, 224 B per token and
 // channel in stripes of 64 banks x 8 columns x 32 B = 16 KiB: ceil(7 ctx / 512) stripes in
 // all (none at ctx 0), in 4 pieces raising a token each. Piece i reads stripes i, i + 4, ...,
-// exactly its share: ceil((7 ctx - 512 i) / 2048), from the i-th quarter of the cache's 7
-// rows. SRAM-PIM streams each piece through its macros as it arrives, ctx + 1 keys in all
+// exactly its share: ceil((7 ctx - 512 i) / 2048), from the i-th quarter of the cache's rows:
+// a stripe is a row of every bank, 7 x 2048 / 512 = 28 for OPT's 2048 positions, so K
+// (V) takes 28 rows per layer and piece i starts 7 i rows in. SRAM-PIM streams each piece through its macros as it arrives, ctx + 1 keys in all
 // (the step's own K comes from the GEMV's readout, not from the cache), piece i every 4th
 // key from key i on: ceil((ctx + 1 - i) / 4); OPT-30B's 56 heads run in two phases on 28
 // cores.
-// KVHBM-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 48 : i64, row_stride = 342 : i64}
+// KVHBM-LABEL: hbm_isa.stream attributes {section = "layers", repeat = 48 : i64, row_stride = 384 : i64}
 // KVHBM: hbm_isa.write ch 0 to 64 row 328 rows 1 cols 1
 // KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 328 rows 0 cols 8 ctx 7 / 2048 {
 // KVHBM-NEXT: hbm_isa.signal tok [[K0:[0-9]+]]
-// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 330 rows 0 cols 8 ctx 7 / 2048 off -512 {
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 335 rows 0 cols 8 ctx 7 / 2048 off -512 {
 // KVHBM-NEXT: hbm_isa.signal tok [[K1:[0-9]+]]
-// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 332 rows 0 cols 8 ctx 7 / 2048 off -1024 {
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 342 rows 0 cols 8 ctx 7 / 2048 off -1024 {
 // KVHBM-NEXT: hbm_isa.signal tok [[K2:[0-9]+]]
-// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 334 rows 0 cols 8 ctx 7 / 2048 off -1536 {
+// KVHBM-NEXT: hbm_isa.read ch 0 to 64 row 349 rows 0 cols 8 ctx 7 / 2048 off -1536 {
 // KVHBM-NEXT: hbm_isa.signal tok [[K3:[0-9]+]]
 // KVHBM-LABEL: sram_isa.stream attributes {section = "layers"
 // KVHBM: sram_isa.wait cores 0 to 32 tok [[K0]]
