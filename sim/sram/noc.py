@@ -11,6 +11,7 @@ participant arrives.
 
 import bisect
 from functools import cache
+from typing import NamedTuple
 
 from hpim_ir.hardware.sram import NocTopology, SramConfig
 from hpim_ir.sim.sram.program import SramOp
@@ -21,17 +22,29 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+class _Replayed(NamedTuple):
+    """A link's calendar as a replayed collective left it: the collective's reservations on
+    the link, relative to its start, shifted by `offset`; written out as a list only when a
+    transfer needs the calendar (most replays are followed by replays)."""
+
+    offset: int
+    intervals: tuple[tuple[int, int], ...]
+
+
 class Noc:
     """The links of one machine's NoC and their reservations (a calendar per link)."""
 
     def __init__(self, sram: SramConfig):
         self.sram = sram
-        self.busy: dict[int, list[tuple[int, int]]] = {}
-        """Directed link -> its reserved [start, end) intervals, sorted and disjoint."""
+        self.busy: dict[int, list[tuple[int, int]] | _Replayed] = {}
+        """Directed link -> its reserved [start, end) intervals, sorted and disjoint (or a
+        replayed collective's, `_Replayed`). Collectives start in cycle order and none
+        requests a link before its start, so a reservation that ended before a collective's
+        start can never delay anything again and is dropped when the link is reset."""
         self.busy_cycles = 0
         """Link-cycles reserved so far (a transfer over h links for ser cycles adds h * ser)."""
         self.route = cache(self._route)
-        self.schedules: dict[tuple, tuple[int, dict[int, list[tuple[int, int]]], int]] = {}
+        self.schedules: dict[tuple, tuple[int, dict[int, tuple[tuple[int, int], ...]], int]] = {}
         """Collectives run on links free from their start on, relative to the start:
         (op, members, bytes) -> (duration, link -> reservations, link-cycles)."""
 
@@ -64,6 +77,25 @@ class Noc:
             row += step
         return tuple(links)
 
+    def _end(self, link: int) -> int:
+        """The end of the link's last reservation (0: none)."""
+        entry = self.busy.get(link)
+        if not entry:
+            return 0
+        if isinstance(entry, _Replayed):
+            return entry.offset + entry.intervals[-1][1]
+        return entry[-1][1]
+
+    def _calendar(self, link: int) -> list[tuple[int, int]]:
+        """The link's reservations as a list (written out from a replay if need be)."""
+        entry = self.busy.get(link)
+        if isinstance(entry, _Replayed):
+            offset = entry.offset
+            entry = self.busy[link] = [(offset + begin, offset + end) for begin, end in entry.intervals]
+        elif entry is None:
+            entry = self.busy[link] = []
+        return entry
+
     def transfer(self, src: int, dst: int, ser: int, request: int) -> int:
         """Reserve the route from `src` to `dst` for `ser` cycles (`noc_cycles` of the
         bytes) from cycle `request` on; the cycle the data has arrived."""
@@ -73,7 +105,7 @@ class Noc:
         while moved:  # first fit: push start past every conflicting reservation
             moved = False
             for link in links:
-                intervals = self.busy.get(link, ())
+                intervals = self._calendar(link)
                 at = bisect.bisect_right(intervals, (start, float("inf"))) - 1
                 for begin, end in intervals[max(at, 0) :]:
                     if begin >= start + ser:
@@ -81,7 +113,7 @@ class Noc:
                     if end > start:
                         start, moved = end, True
         for link in links:
-            bisect.insort(self.busy.setdefault(link, []), (start, start + ser))
+            bisect.insort(self._calendar(link), (start, start + ser))
         self.busy_cycles += len(links) * ser
         return start + ser + len(links) * self.sram.noc.hop_cycles
 
@@ -96,25 +128,23 @@ class Noc:
         known = self.schedules.get(key)
         if known is not None:
             duration, reservations, link_cycles = known
-            busy = self.busy
-            if all(not busy.get(link) or busy[link][-1][1] <= start for link in reservations):
+            if all(self._end(link) <= start for link in reservations):
                 for link, intervals in reservations.items():
-                    busy.setdefault(link, []).extend(
-                        (start + begin, start + end) for begin, end in intervals
-                    )
+                    self.busy[link] = _Replayed(start, intervals)
                 self.busy_cycles += link_cycles
                 return start + duration
             return self._collective(op, cores, nbytes, start)
         links = {link for a, b in self._pairs(op, cores) for link in self.route(a, b)}
-        if any(self.busy.get(link) and self.busy[link][-1][1] > start for link in links):
+        if any(self._end(link) > start for link in links):
             return self._collective(op, cores, nbytes, start)
-        before = {link: len(self.busy.get(link, ())) for link in links}
+        for link in links:  # all earlier reservations ended: reset the calendars
+            self.busy[link] = []
         cycles = self.busy_cycles
         end = self._collective(op, cores, nbytes, start)
         reservations = {
-            link: [(begin - start, stop - start) for begin, stop in self.busy[link][before[link] :]]
+            link: tuple((begin - start, stop - start) for begin, stop in self.busy[link])
             for link in links
-            if len(self.busy.get(link, ())) > before[link]
+            if self.busy[link]
         }
         self.schedules[key] = (end - start, reservations, self.busy_cycles - cycles)
         return end
