@@ -127,22 +127,18 @@ def compiled_program(
 
     The cache keeps the program, not the module's text: parsing a compiled prefill back
     costs more than compiling it (OPT-30B at 256 tokens: 21,739 ops whose text xDSL parses in
-    7.4 s, against 2.8 s to compile them, in one process). A program is numpy records, pickled; the key
-    covers the simulator's source (`cache_key`), so a program is only read back by the code
-    that wrote it. An entry that cannot be read is compiled again."""
+    7.4 s, against 2.8 s to compile them, in one process). A program is numpy records,
+    pickled; the key covers the simulator's source (`cache_key`), so a program is only read
+    back by the code that wrote it. An entry that cannot be read is compiled again."""
     import pickle
 
     from hpim_ir.sim.program import MachineProgram
 
     path = cache_dir() / f"{cache_key(options, phase, prompt)}.program"
     if use_cache and path.is_file():
-        try:
-            with open(path, "rb") as cached:
-                program = pickle.load(cached)
-            if isinstance(program, MachineProgram):
-                return program, True
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
-            pass  # unreadable (truncated, foreign): compiled again and rewritten below
+        program = _cached_program(path)
+        if program is not None:
+            return program, True
     name = load_config(options.model).name
     program = MachineProgram.from_module(
         compile_module(options, phase, prompt), source=f"{name} {phase}" if phase != "decode" else name
@@ -157,6 +153,22 @@ def compiled_program(
         except OSError as error:
             raise HpimError(f"cannot write the compile cache {path}: {error.strerror}") from None
     return program, False
+
+
+def _cached_program(path: Path):
+    """The program a cache entry holds, or None if the entry cannot be read: cut short,
+    overwritten or emptied, unpickling raises whatever its bytes provoke, and the caller
+    compiles the program again."""
+    import pickle
+
+    from hpim_ir.sim.program import MachineProgram
+
+    try:
+        with open(path, "rb") as cached:
+            program = pickle.load(cached)
+    except Exception:  # noqa: BLE001 - a cache entry is only a shortcut
+        return None
+    return program if isinstance(program, MachineProgram) else None
 
 
 def decode_contexts(prompt: int, generate: int) -> np.ndarray:

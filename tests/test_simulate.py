@@ -76,13 +76,14 @@ def test_compile_cache_hit_and_key(tmp_path, monkeypatch) -> None:
     assert np.array_equal(first.hbm.records, second.hbm.records)
     assert np.array_equal(first.sram.records, second.sram.records)
     assert measure_step(first, load_hardware("hpim"), 40) == measure_step(second, load_hardware("hpim"), 40)
-    # A damaged entry (a write cut short by a crash of an older version) is compiled again
-    # and replaced, not an error.
+    # A damaged entry (cut short, overwritten, emptied) is compiled again and replaced, not
+    # an error.
     entry = next(tmp_path.glob("*.program"))
-    entry.write_bytes(entry.read_bytes()[:100])
-    third, cached = compiled_program(options)
-    assert not cached and np.array_equal(third.sram.records, first.sram.records)
-    assert compiled_program(options)[1]
+    for damaged in (entry.read_bytes()[:100], b"garbage\n", b""):
+        entry.write_bytes(damaged)
+        third, cached = compiled_program(options)
+        assert not cached and np.array_equal(third.sram.records, first.sram.records)
+        assert compiled_program(options)[1]
     assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="hbm"))
     assert cache_key(options) != cache_key(CompileOptions("opt-125m", kv_cache="sram", max_context=65))
 
