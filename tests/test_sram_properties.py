@@ -17,6 +17,7 @@ from hpim_ir.sim.sram import (
     Space,
     VcuFn,
 )
+from hpim_ir.sim.sram.noc import Noc
 from tests.sram_support import machine, reference
 
 SMALL = machine()
@@ -209,3 +210,27 @@ def test_pieces_of_a_size_add_up_to_it(a, b, d, pieces, ctx) -> None:
     split = [size.piece(i, pieces)(ctx) for i in range(pieces)]
     assert split == [len(range(i, size(ctx), pieces)) for i in range(pieces)]
     assert sum(split) == size(ctx)
+
+
+@given(rows=st.integers(1, 6), cols=st.integers(1, 8), data=st.data())
+@settings(deadline=None)
+def test_the_allgather_ring_is_a_short_cycle_of_its_members(rows: int, cols: int, data) -> None:
+    # `Noc.ring` on any mesh and any range of cores: a cycle through every member once. On
+    # whole rows, at least two of them, with an even side (a Hamiltonian cycle exists)
+    # every step is one hop; on a line (one row, one column) at most two; never longer
+    # than the mesh's diameter.
+    cores = rows * cols
+    noc = Noc(machine(sram={"cores": cores}, sram_noc={"mesh_cols": cols}).sram)
+    lo = data.draw(st.integers(0, cores - 1))
+    hi = data.draw(st.integers(lo + 1, cores))
+    members = range(lo, hi)
+    ring = noc.ring(members)
+    assert sorted(ring) == list(members)
+    hops = [len(noc.route(a, b)) for a, b in zip(ring, ring[1:] + ring[:1])]
+    assert max(hops) <= rows - 1 + cols - 1
+    spanned = -(-hi // cols) - lo // cols
+    whole_rows = lo % cols == 0 and len(members) == spanned * cols
+    if whole_rows and spanned > 1 and cols > 1 and (spanned % 2 == 0 or cols % 2 == 0):
+        assert max(hops) == 1
+    if spanned == 1 or cols == 1:
+        assert max(hops) <= 2

@@ -159,7 +159,8 @@ class Noc:
           cycle, every transfer one hop: the first row west to east, the other rows back
           and forth over every column but the first, and up the first column home (with
           an even number of columns instead, the same transposed);
-        - one row, or part of one: even offsets out and odd offsets back, at most two hops;
+        - one row, or part of one (or a one-column mesh): even offsets out and odd offsets
+          back, at most two hops;
         - otherwise: rows in turn, even rows west to east and odd rows back.
 
         In core order, a mesh ring would cross each row from its end to the next row's
@@ -170,7 +171,7 @@ class Noc:
         cols = self.sram.noc.mesh_cols
         first_row, first_col = divmod(members[0], cols)
         rows = _ceil_div(members[-1] + 1, cols) - first_row
-        if rows == 1:
+        if rows == 1 or cols == 1:  # a line
             return members[::2] + members[1::2][::-1]
         whole = first_col == 0 and len(members) == rows * cols
         if whole and (rows % 2 == 0 or cols % 2 == 0):
