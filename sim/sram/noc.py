@@ -15,11 +15,7 @@ from typing import NamedTuple
 
 from hpim_ir.hardware.sram import NocTopology, SramConfig
 from hpim_ir.sim.sram.program import SramOp
-from hpim_ir.sim.sram.timing import noc_cycles, reduce_combine_cycles
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+from hpim_ir.sim.sram.timing import ceil_div, noc_cycles, reduce_combine_cycles
 
 
 class _Replayed(NamedTuple):
@@ -170,7 +166,7 @@ class Noc:
             return members
         cols = self.sram.noc.mesh_cols
         first_row, first_col = divmod(members[0], cols)
-        rows = _ceil_div(members[-1] + 1, cols) - first_row
+        rows = int(ceil_div(members[-1] + 1, cols)) - first_row
         if rows == 1 or cols == 1:  # a line
             return members[::2] + members[1::2][::-1]
         whole = first_col == 0 and len(members) == rows * cols
