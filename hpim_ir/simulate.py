@@ -267,6 +267,9 @@ class StepMeasure:
     overlap_ns: float
     energy_pj: float
     parts_ns: dict[str, float]
+    """Each part's share of the step (they sum to `ns`; see `measure_step`)."""
+    spans_ns: dict[str, float]
+    """Per part, the time some unit works for it (parts overlap)."""
 
 
 @dataclass
@@ -287,6 +290,10 @@ class SimulationReport:
     tokens_per_s: float
     energy_j: float
     breakdown: dict[str, dict[str, float]]
+    """Per phase, each part's share of its time (they sum to the phase), in ms; and the
+    subsystems' busy times over the decode."""
+    spans: dict[str, dict[str, float]]
+    """Per phase, the time some unit works for each part (parts overlap), in ms."""
     utilization: dict[str, float]
     exact: bool
     simulated_steps: int
@@ -331,56 +338,19 @@ def run_request(
     return chosen, measures
 
 
-def _intervals_ns(
-    starts: np.ndarray, ends: np.ndarray, cycle_ns: float
-) -> tuple[np.ndarray, np.ndarray]:
-    return starts.astype(np.float64) * cycle_ns, ends.astype(np.float64) * cycle_ns
-
-
-def _union_length(starts: np.ndarray, ends: np.ndarray) -> float:
-    """Length of the union of intervals [start, end)."""
-    if len(starts) == 0:
-        return 0.0
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], np.maximum.accumulate(ends[order])
-    # A new run starts where an interval begins after everything before it has ended.
-    new_run = np.ones(len(starts), dtype=bool)
-    new_run[1:] = starts[1:] > ends[:-1]
-    run_ids = np.cumsum(new_run) - 1
-    run_start = starts[new_run]
-    run_end = np.zeros(run_ids[-1] + 1)
-    np.maximum.at(run_end, run_ids, ends)
-    return float((run_end - run_start).sum())
-
-
 def measure_step(program, hw: Hardware, context: int) -> StepMeasure:
     """Simulate one decode step with the central scheduler and attribute its time to the
-    parts of the layer: a part's time is the union of the intervals during which any of its
-    instructions runs on either subsystem (so overlapped parts both count their time)."""
+    parts of the layer (`MachineResult.part_times`): `parts_ns` are the parts' shares of the
+    step, which sum to it (`other` takes untagged work and the time no unit works);
+    `spans_ns` the time during which some unit works for each part (they overlap)."""
     from hpim_ir.sim.scheduler import simulate_machine
 
     result = simulate_machine(program, hw, context)
-    step = result.step
-    hbm_ns = float(hw.hbm.tck_ns)
-    sram_ns = 1000.0 / hw.sram.clock_mhz if hw.sram is not None else 0.0
-    hbm_starts, hbm_ends = _intervals_ns(result.hbm_start, result.hbm_end, hbm_ns)
-    sram_starts, sram_ends = _intervals_ns(result.sram_start, result.sram_end, sram_ns)
-    hbm_parts, sram_parts = step.hbm_parts(), step.sram_parts()
-    parts = {}
-    for part in PARTS:
-        chosen_starts = []
-        chosen_ends = []
-        if hbm_parts is not None:
-            mask = hbm_parts == part
-            chosen_starts.append(hbm_starts[mask])
-            chosen_ends.append(hbm_ends[mask])
-        if sram_parts is not None:
-            mask = sram_parts == part
-            chosen_starts.append(sram_starts[mask])
-            chosen_ends.append(sram_ends[mask])
-        parts[part] = _union_length(
-            np.concatenate(chosen_starts or [np.zeros(0)]), np.concatenate(chosen_ends or [np.zeros(0)])
-        )
+    times = result.part_times()
+    parts = {part: times.share_ns.get(part, 0.0) for part in PARTS}
+    parts["other"] += times.idle_ns + sum(
+        ns for part, ns in times.share_ns.items() if part not in PARTS
+    )
     sram_busy = result.sram_report.busy_ns if result.sram_report is not None else 0.0
     return StepMeasure(
         ns=result.ns,
@@ -389,6 +359,7 @@ def measure_step(program, hw: Hardware, context: int) -> StepMeasure:
         overlap_ns=result.overlap_ns,
         energy_pj=result.energy_pj["total"],
         parts_ns=parts,
+        spans_ns={part: times.span_ns.get(part, 0.0) for part in PARTS},
     )
 
 
@@ -399,6 +370,20 @@ class PrefillMeasure:
     ns: float
     energy_pj: float
     parts_ns: dict[str, float]
+    """Each part's share (`StepMeasure.parts_ns`)."""
+    spans_ns: dict[str, float]
+    """Per part, the time some unit works for it (`StepMeasure.spans_ns`)."""
+
+
+def part_columns(measure: StepMeasure | PrefillMeasure) -> list[float]:
+    """A measure's shares and spans (`PARTS` order), as a row of a table of measures."""
+    return [measure.parts_ns[p] for p in PARTS] + [measure.spans_ns[p] for p in PARTS]
+
+
+def parts_of(columns) -> tuple[dict[str, float], dict[str, float]]:
+    """`part_columns` back into the shares and the spans, by part."""
+    values = [float(v) for v in columns]
+    return dict(zip(PARTS, values)), dict(zip(PARTS, values[len(PARTS):]))
 
 
 def with_layers(program, layers: int):
@@ -422,18 +407,13 @@ def measure_prefill(program, hw: Hardware, layers: int, exact: bool = False) -> 
     (`tests/test_prefill.py` bounds the difference)."""
     if exact or layers <= 3:
         full = measure_step(program, hw, 0)
-        return PrefillMeasure(full.ns, full.energy_pj, full.parts_ns)
-    one = measure_step(with_layers(program, 1), hw, 0)
-    three = measure_step(with_layers(program, 3), hw, 0)
-
-    def extrapolate(first: float, third: float) -> float:
-        return first + (third - first) / 2 * (layers - 1)
-
-    return PrefillMeasure(
-        extrapolate(one.ns, three.ns),
-        extrapolate(one.energy_pj, three.energy_pj),
-        {part: extrapolate(one.parts_ns[part], three.parts_ns[part]) for part in PARTS},
+        return PrefillMeasure(full.ns, full.energy_pj, full.parts_ns, full.spans_ns)
+    one, three = (
+        np.array([m.ns, m.energy_pj] + part_columns(m))
+        for m in (measure_step(with_layers(program, n), hw, 0) for n in (1, 3))
     )
+    ns, energy_pj, *columns = one + (three - one) / 2 * (layers - 1)
+    return PrefillMeasure(float(ns), float(energy_pj), *parts_of(columns))
 
 
 PREFILL_MODES = ("gemm", "steps")
@@ -485,12 +465,10 @@ def token_by_token(decode_program, hw: Hardware, prompt: int, exact: bool, sampl
     contexts = np.arange(prompt)
     chosen = contexts if exact else sampled_contexts(contexts, samples)
     measures = [measure_step(decode_program, hw, int(ctx)) for ctx in chosen]
-    table = np.array([[m.ns, m.energy_pj] + [m.parts_ns[p] for p in PARTS] for m in measures])
+    table = np.array([[m.ns, m.energy_pj] + part_columns(m) for m in measures])
     per_step = table if exact else interpolate(chosen.astype(float), table, contexts.astype(float))
-    totals = per_step.sum(axis=0)
-    return PrefillMeasure(
-        float(totals[0]), float(totals[1]), {p: float(totals[2 + i]) for i, p in enumerate(PARTS)}
-    )
+    ns, energy_pj, *columns = per_step.sum(axis=0)
+    return PrefillMeasure(float(ns), float(energy_pj), *parts_of(columns))
 
 
 def resolve_policy(hw: str, policy: str | None) -> str:
@@ -606,15 +584,15 @@ def simulate_request(
     prefill = simulated.measure
     contexts = decode_contexts(prompt, generate)
     table = np.array(
-        [[m.ns, m.hbm_busy_ns, m.sram_busy_ns, m.overlap_ns, m.energy_pj]
-         + [m.parts_ns[p] for p in PARTS] for m in measures]
+        [[m.ns, m.hbm_busy_ns, m.sram_busy_ns, m.overlap_ns, m.energy_pj] + part_columns(m)
+         for m in measures]
     )
     per_step = interpolate(chosen.astype(float), table, contexts.astype(float)) if not exact else table
     totals = per_step.sum(axis=0)
     decode_ms = totals[0] / 1e6
     prefill_ms = prefill.ns / 1e6
     total_ms = prefill_ms + decode_ms
-    decode_parts = {p: totals[5 + i] / 1e6 for i, p in enumerate(PARTS)}
+    decode_parts, decode_spans = parts_of(totals[5:] / 1e6)
     breakdown = {
         "prefill": {part: ns / 1e6 for part, ns in prefill.parts_ns.items()},
         "decode": decode_parts,
@@ -649,6 +627,10 @@ def simulate_request(
         tokens_per_s=generate / (total_ms / 1e3),
         energy_j=(totals[4] + prefill.energy_pj) * 1e-12,
         breakdown=breakdown,
+        spans={
+            "prefill": {part: ns / 1e6 for part, ns in prefill.spans_ns.items()},
+            "decode": decode_spans,
+        },
         utilization=utilization,
         exact=exact,
         simulated_steps=len(measures),

@@ -128,6 +128,19 @@ class SubsystemReport:
 
 
 @dataclass(frozen=True)
+class PartTimes:
+    """Where a step's time goes, by the `part` tag of its instructions ("" untagged), in ns
+    (see the module docstring)."""
+
+    share_ns: dict[str, float]
+    """Each part's share of the step; with `idle_ns`, they sum to the step."""
+    span_ns: dict[str, float]
+    """Per part, the time during which some unit works for it."""
+    idle_ns: float
+    """The time during which no unit works."""
+
+
+@dataclass(frozen=True)
 class MachineResult:
     """One decode step of the whole machine."""
 
@@ -158,6 +171,56 @@ class MachineResult:
     """Per unrolled SRAM-PIM record (`step.sram`): its first dispatch on any core."""
     sram_end: np.ndarray
     """Per unrolled SRAM-PIM record: its last completion on any core."""
+    clocks: Clocks
+
+    def part_times(self) -> PartTimes:
+        """The step's time by part (`PartTimes`; the rule is in the module docstring)."""
+        hbm_unit, sram_unit = self.clocks.units
+        lines = self.hbm.timeline
+        work = lines["channel"] >= 0
+        starts, ends, parts, weights = [], [], [], []
+        # A channel weighs cores, a core channels: either subsystem, all busy, weighs the same.
+        cores = len(self.sram_report.busy) if self.sram is not None else 1
+        channels = len(self.hbm_report.busy)
+        hbm_parts = self.step.hbm_parts()
+        record = lines["record"][work]
+        starts.append(lines["start"][work] * hbm_unit)
+        ends.append(lines["end"][work] * hbm_unit)
+        parts.append(hbm_parts[record] if hbm_parts is not None else np.full(len(record), ""))
+        weights.append(np.full(len(record), cores))
+        if self.sram is not None:
+            lines = self.sram.timeline
+            sram_parts = self.step.sram_parts()
+            starts.append(lines["start"] * sram_unit)
+            ends.append(lines["end"] * sram_unit)
+            parts.append(
+                sram_parts[lines["record"]] if sram_parts is not None else np.full(len(lines), "")
+            )
+            weights.append(np.full(len(lines), channels))
+        start, end = np.concatenate(starts), np.concatenate(ends)
+        keep = end > start
+        start, end = start[keep], end[keep]
+        names, part = np.unique(np.concatenate(parts)[keep], return_inverse=True)
+        weight = np.concatenate(weights)[keep]
+        # Sweep the interval ends in time order; after each, the weight working per part.
+        times = np.concatenate([start, end])
+        order = np.argsort(times, kind="stable")
+        gaps = np.diff(times[order]).astype(np.float64)
+        step = np.concatenate([weight, -weight])[order]
+        total = np.cumsum(step)[:-1]
+        working = total > 0
+        per_weight = np.zeros(len(gaps))
+        per_weight[working] = gaps[working] / total[working]
+        labels = np.concatenate([part, part])[order]
+        unit_ns = float(self.clocks.unit_ns)
+        share, span = {}, {}
+        for index, name in enumerate(names.tolist()):
+            own = np.cumsum(np.where(labels == index, step, 0))[:-1]
+            share[name] = float((own * per_weight).sum()) * unit_ns
+            mine = part == index
+            span[name] = _length(_union(start[mine], end[mine])) * unit_ns
+        busy = float(gaps[working].sum()) * unit_ns
+        return PartTimes(share, span, max(self.ns - busy, 0.0))
 
     @property
     def energy_pj(self) -> dict[str, float]:
@@ -381,6 +444,7 @@ class Scheduler:
             hbm_end=hbm_end,
             sram_start=sram_start,
             sram_end=sram_end,
+            clocks=clocks,
         )
 
 

@@ -69,4 +69,4 @@ def test_the_preset_still_reproduces_the_calibration_figure() -> None:
     report = simulate_request(
         CompileOptions(model="opt-13b", max_context=1280), 256, 1024, baselines=[], use_cache=False
     )
-    assert calibration_error(report.breakdown["decode"]) < 0.10
+    assert calibration_error(report.spans["decode"]) < 0.10

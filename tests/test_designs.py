@@ -165,7 +165,7 @@ def test_ianus_like_serializes_and_streams_attention_through_one_npu(opt350m_ste
     # (256 B/ns), and each streamed GEMV pays the array's latency (192 cycles) and the
     # link's (30 ns): attention takes at least KV_BYTES / 256 + STREAMS x 222 ns.
     attention_bound = KV_BYTES / 256 + STREAMS * (192 + 30)
-    assert step.parts_ns["attention"] >= attention_bound
+    assert step.spans_ns["attention"] >= attention_bound
     assert step.ns >= attention_bound
 
 
@@ -176,11 +176,11 @@ def test_ianus_like_fc_runs_faster_attention_slower_than_hpim(opt350m_steps) -> 
     # hpim's 4096 x 32 B / (15 x 0.769 ns) = 11.4 TB/s; its 2 KiB rows cost 64 MACs of 1 ns
     # plus tRCD + tRP = 44 ns, so it keeps at least 64 / 108 of its peak, 5x hpim's best.
     # A small model reaches few of its channels (one head per channel): allow 2x.
-    assert 2 * sum(ianus.parts_ns[p] for p in fc) < sum(hpim.parts_ns[p] for p in fc)
+    assert 2 * sum(ianus.spans_ns[p] for p in fc) < sum(hpim.spans_ns[p] for p in fc)
     # Attention: ianus-like's one Matrix Unit (256 B/ns) against hpim's 32 cores fed over a
     # 2662 GB/s link: more than 10x the stream rate. At this context the attention dominates
     # ianus-like's step, so the whole step is slower than hpim's.
-    assert ianus.parts_ns["attention"] > hpim.parts_ns["attention"]
+    assert ianus.spans_ns["attention"] > hpim.spans_ns["attention"]
     assert ianus.ns > hpim.ns
 
 
@@ -273,13 +273,13 @@ def test_attacc_like_streams_fc_weights_and_computes_attention_beside_the_cache(
     # The only bank-PU work is attention (q.K^T and s.V beside the cache).
     assert pim_parts == {"attention"}
     # The layers' FC weights cross the GPU's 2039 GB/s: their parts take at least 83.3 us.
-    fc = sum(step.parts_ns[p] for p in ("qkv", "attention_proj", "ffn"))
+    fc = sum(step.spans_ns[p] for p in ("qkv", "attention_proj", "ffn"))
     assert fc >= LAYER_WEIGHT_BYTES / 2039
     # Attention in 5120 bank PUs beside the cache beats streaming the cache to an engine
     # at 1.1 TB/s (cxl-pnm-like: 17.2 us for K and V alone).
     pnm_step, _ = opt125m_streamed_steps["cxl-pnm-like"]
-    assert step.parts_ns["attention"] < pnm_step.parts_ns["attention"]
-    assert pnm_step.parts_ns["attention"] >= KV_125M_BYTES / 1100
+    assert step.spans_ns["attention"] < pnm_step.spans_ns["attention"]
+    assert pnm_step.spans_ns["attention"] >= KV_125M_BYTES / 1100
 
 
 def test_a_streamed_decode_linear_without_a_weight_placement_is_one_message() -> None:

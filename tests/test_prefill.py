@@ -211,11 +211,13 @@ def test_layer_extrapolation_matches_the_full_simulation() -> None:
     sampled = measure_prefill(program, HW, layers)
     assert sampled.ns == pytest.approx(exact.ns, rel=0.01)
     # A short prompt of a small model is the hard case: its layers' pipelining settles over
-    # the first five (QKV's union grows 8.41, 8.41, 8.71, 8.81 us a layer), which the mean
-    # of the second and third layers misses on the parts: QKV -2.8%, attention -2.1 of
-    # 20.4 us (measured). At 256 tokens of OPT-350M and OPT-1.3B every part is within 2%.
-    for part, ns in exact.parts_ns.items():
-        assert sampled.parts_ns[part] == pytest.approx(ns, rel=0.03, abs=2500.0)
+    # the first five (QKV's share grows 7.77, 7.77, 8.07, 8.16 us a layer), which the mean
+    # of the second and third layers misses on the parts (measured): shares QKV -3.6%,
+    # attention -1.0 of 13.0 us; spans QKV -3.3%, attention -2.1 of 20.4 us. At 256 tokens
+    # of OPT-350M every part is within 2% (docs/results/sampling-error.md).
+    for kind in ("parts_ns", "spans_ns"):
+        for part, ns in getattr(exact, kind).items():
+            assert getattr(sampled, kind)[part] == pytest.approx(ns, rel=0.04, abs=2500.0)
 
 
 @pytest.mark.slow

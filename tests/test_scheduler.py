@@ -135,6 +135,35 @@ def test_overlap_busy_and_idle_on_a_tiny_program() -> None:
     assert hbm.overlap_ns == sram.overlap_ns == result.overlap_ns
 
 
+def test_part_shares_split_each_instant_by_the_units_working() -> None:
+    # HBM channel 0: RD_OUT at 0, complete 21 HBM cycles = 210/13 ns (16.15), for qkv.
+    # Core 0: scalar from 2 to 12 ns, for attention. A channel weighs 32 (the cores), a core
+    # 64 (the channels): [0, 2) qkv alone; [2, 12) qkv 32/96, attention 64/96; then qkv.
+    result = run(
+        '    hbm_isa.readout ch 0 to 1 n 1 {part = "qkv"}',
+        '    sram_isa.scalar cores 0 to 1 n 10 {part = "attention"}',
+    )
+    times = result.part_times()
+    assert times.share_ns["qkv"] == pytest.approx(2 + 10 / 3 + (210 / 13 - 12))
+    assert times.share_ns["attention"] == pytest.approx(20 / 3)
+    assert times.span_ns == pytest.approx({"qkv": 210 / 13, "attention": 10.0})
+    assert times.idle_ns == pytest.approx(0.0)
+    assert sum(times.share_ns.values()) + times.idle_ns == pytest.approx(result.ns)
+
+
+def test_part_shares_leave_the_time_no_unit_works_idle() -> None:
+    # The RD_OUT (untagged) to 210/13 ns; the token reaches core 0 at 17 ns, the scalar runs
+    # 18 to 23: nothing works from 210/13 to 18 ns; the waits are no work.
+    result = run(
+        "    hbm_isa.readout ch 0 to 1 n 1\n    hbm_isa.signal tok 0",
+        '    sram_isa.wait cores 0 to 1 tok 0\n    sram_isa.scalar cores 0 to 1 n 5 {part = "ffn"}',
+    )
+    times = result.part_times()
+    assert times.share_ns == pytest.approx({"": 210 / 13, "ffn": 5.0})
+    assert times.idle_ns == pytest.approx(18 - 210 / 13)
+    assert result.ns == 23.0
+
+
 def test_busy_is_the_union_over_channels_and_cores() -> None:
     # Two channels busy at the same time count once for the subsystem, once each for
     # themselves; a wait is no work.

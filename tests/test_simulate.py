@@ -1,5 +1,5 @@
-"""`hpim simulate`'s pieces: the decode contexts and their sampling, the interval unions
-behind the per-part times, the analytic prefill, and the compile cache."""
+"""`hpim simulate`'s pieces: the decode contexts and their sampling, the per-part times,
+the analytic prefill, and the compile cache."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,6 @@ from hpim_ir.frontend import load_config
 from hpim_ir.hardware import load_hardware
 from hpim_ir.simulate import (
     CompileOptions,
-    _union_length,
     cache_key,
     compiled_program,
     decode_contexts,
@@ -40,11 +39,15 @@ def test_interpolation_is_exact_for_affine_steps() -> None:
     assert np.allclose(interpolate(chosen, 3.0 * chosen + 7.0, contexts), exact)
 
 
-def test_union_length_merges_overlaps() -> None:
-    # [0, 4) + [2, 6) + [10, 11) -> 6 + 1
-    assert _union_length(np.array([0.0, 2.0, 10.0]), np.array([4.0, 6.0, 11.0])) == 7.0
-    assert _union_length(np.array([5.0, 0.0]), np.array([6.0, 10.0])) == 10.0
-    assert _union_length(np.zeros(0), np.zeros(0)) == 0.0
+def test_a_steps_part_shares_sum_to_it_and_its_spans_overlap() -> None:
+    hw = load_hardware("hpim")
+    program, _ = compiled_program(CompileOptions("opt-125m"), use_cache=False)
+    step = measure_step(program, hw, 64)
+    assert sum(step.parts_ns.values()) == pytest.approx(step.ns, rel=1e-9)
+    # The pipeline overlaps the parts: QKV GEMVs with the KV-cache reads of attention.
+    assert sum(step.spans_ns.values()) > 1.1 * step.ns
+    for part, share in step.parts_ns.items():
+        assert share <= step.spans_ns[part] + 1e-6 or part == "other"
 
 
 def test_prefill_estimate_by_hand() -> None:

@@ -113,12 +113,19 @@ def _print_table(report) -> None:
     row("tokens/s", "tokens_per_s")
     console.print(summary)
 
-    parts = Table(title="time by part of the layer (ms, whole request)")
+    parts = Table(
+        title="time by part of the layer (ms, whole request)",
+        caption="share: each instant split over the units working at it (sums to the phase); "
+        "span: the time some unit works for the part (parts overlap)",
+    )
     parts.add_column("part")
-    for phase in ("prefill", "decode"):
-        parts.add_column(phase, justify="right")
+    columns = [("breakdown", "prefill"), ("breakdown", "decode"), ("spans", "decode")]
+    for kind, phase in columns:
+        parts.add_column(f"{phase} {'share' if kind == 'breakdown' else 'span'}", justify="right")
     for part in report.breakdown["prefill"]:
-        parts.add_row(part, *(f"{report.breakdown[p][part]:,.2f}" for p in ("prefill", "decode")))
+        parts.add_row(
+            part, *(f"{getattr(report, kind)[phase][part]:,.2f}" for kind, phase in columns)
+        )
     console.print(parts)
 
     machine = Table(title="decode: subsystems")
