@@ -547,8 +547,8 @@ def breakdown_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
         "attention is not fitted. See docs/calibration.md. Times are ms summed over the "
         "decode steps. `span` is the time some HBM-PIM channel or SRAM-PIM core works for "
         "the part (parts overlap: the pipeline runs them at once), compared with the "
-        "paper's; `share` splits each instant over the units working at it, so the shares "
-        "sum to the decode. Reduction = the paper's A100 time of the part over the HPIM "
+        "paper's; `share` splits each instant over the parts in proportion to the units "
+        "working for them, so the shares sum to the decode. Reduction = the paper's A100 time of the part over the HPIM "
         "time (ours: the paper's A100 time over our span).",
         ["part", "paper HPIM (ms)", "ours: span (ms)", "dev", "ours: share (ms)",
          "paper reduction over A100", "ours (paper's A100 / ours)", "why it differs"],

@@ -175,52 +175,30 @@ class MachineResult:
 
     def part_times(self) -> PartTimes:
         """The step's time by part (`PartTimes`; the rule is in the module docstring)."""
-        hbm_unit, sram_unit = self.clocks.units
-        lines = self.hbm.timeline
-        work = lines["channel"] >= 0
-        starts, ends, parts, weights = [], [], [], []
-        # A channel weighs cores, a core channels: either subsystem, all busy, weighs the same.
-        cores = len(self.sram_report.busy) if self.sram is not None else 1
-        channels = len(self.hbm_report.busy)
-        hbm_parts = self.step.hbm_parts()
-        record = lines["record"][work]
-        starts.append(lines["start"][work] * hbm_unit)
-        ends.append(lines["end"][work] * hbm_unit)
-        parts.append(hbm_parts[record] if hbm_parts is not None else np.full(len(record), ""))
-        weights.append(np.full(len(record), cores))
+        step = self.step
+        sides = [(self.hbm.timeline["channel"], self.hbm.timeline, step.hbm_parts(), len(step.hbm.records))]
         if self.sram is not None:
             lines = self.sram.timeline
-            sram_parts = self.step.sram_parts()
-            starts.append(lines["start"] * sram_unit)
-            ends.append(lines["end"] * sram_unit)
-            parts.append(
-                sram_parts[lines["record"]] if sram_parts is not None else np.full(len(lines), "")
-            )
-            weights.append(np.full(len(lines), channels))
-        start, end = np.concatenate(starts), np.concatenate(ends)
-        keep = end > start
-        start, end = start[keep], end[keep]
-        names, part = np.unique(np.concatenate(parts)[keep], return_inverse=True)
-        weight = np.concatenate(weights)[keep]
-        # Sweep the interval ends in time order; after each, the weight working per part.
-        times = np.concatenate([start, end])
-        order = np.argsort(times, kind="stable")
-        gaps = np.diff(times[order]).astype(np.float64)
-        step = np.concatenate([weight, -weight])[order]
-        total = np.cumsum(step)[:-1]
-        working = total > 0
-        per_weight = np.zeros(len(gaps))
-        per_weight[working] = gaps[working] / total[working]
-        labels = np.concatenate([part, part])[order]
+            sides.append((lines["core"], lines, step.sram_parts(), len(step.sram.records)))
+        tags = [np.full(count, "") if parts is None else parts for _, _, parts, count in sides]
+        names = np.unique(np.concatenate(tags))
+        channels = len(self.hbm_report.busy)
+        cores = len(self.sram_report.busy) if self.sram is not None else 1
+        merged = []
+        for (unit, lines, _, _), tag, scale, weight in zip(sides, tags, self.clocks.units, (cores, channels)):
+            # HBM-PIM's channel -1 (signals, waits, barriers) is no work.
+            part = np.searchsorted(names, tag)[lines["record"]]
+            _, part, start, end = unit_part_intervals(unit, part, lines["start"], lines["end"], len(names))
+            # A channel weighs cores, a core channels: either subsystem, all busy, weighs the same.
+            merged.append((part, start * scale, end * scale, np.full(len(part), weight)))
+        share, span, busy = split_by_part(*(np.concatenate(column) for column in zip(*merged)), len(names))
         unit_ns = float(self.clocks.unit_ns)
-        share, span = {}, {}
-        for index, name in enumerate(names.tolist()):
-            own = np.cumsum(np.where(labels == index, step, 0))[:-1]
-            share[name] = float((own * per_weight).sum()) * unit_ns
-            mine = part == index
-            span[name] = _length(_union(start[mine], end[mine])) * unit_ns
-        busy = float(gaps[working].sum()) * unit_ns
-        return PartTimes(share, span, max(self.ns - busy, 0.0))
+        names = names.tolist()
+        return PartTimes(
+            dict(zip(names, (share * unit_ns).tolist())),
+            dict(zip(names, (span * unit_ns).tolist())),
+            max(self.ns - busy * unit_ns, 0.0),
+        )
 
     @property
     def energy_pj(self) -> dict[str, float]:
@@ -507,6 +485,48 @@ def _union(
     first = np.flatnonzero(new)
     last = np.append(first[1:], len(start)) - 1
     return start[first], end[last]
+
+
+def unit_part_intervals(
+    unit: np.ndarray, part: np.ndarray, start: np.ndarray, end: np.ndarray, parts: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per unit (>= 0; a negative unit is no work) and part (< `parts`), the union of its
+    intervals, as (unit, part, start, end) arrays. Each unit's starts ascend."""
+    group = (unit.astype(np.int32) + 1) * parts + part
+    # A stable sort by unit and part keeps each group's starts ascending (radix on 16 bits);
+    # each group shifted past the one before, one union serves them all.
+    order = np.argsort(group.astype(np.int16) if group.max(initial=0) < 2**15 else group, kind="stable")
+    group = group[order].astype(np.int64)
+    span = int(end.max(initial=0)) + 1
+    first, last = _union(start[order] + group * span, end[order] + group * span, ascending=True)
+    group = first // span
+    work = group >= parts
+    group, first, last = group[work], first[work], last[work]
+    return group // parts - 1, group % parts, first - group * span, last - group * span
+
+
+def split_by_part(
+    part: np.ndarray, start: np.ndarray, end: np.ndarray, weight: np.ndarray, parts: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Given each unit's intervals of work per part (`unit_part_intervals`) with the unit's
+    `weight`: per part, its share (each instant split over the parts in proportion to the
+    weight working for them) and its span (the union of its intervals); and the time some
+    unit works. Shares sum to that time."""
+    times = np.concatenate([start, end])
+    order = np.argsort(times, kind="stable")
+    gaps = np.diff(times[order]).astype(np.float64)
+    steps = np.concatenate([weight, -weight])[order]
+    # After each interval end in time order, the weight working in all and per part.
+    total = np.cumsum(steps)[:-1]
+    working = total > 0
+    per_weight = np.zeros(len(gaps))
+    per_weight[working] = gaps[working] / total[working]
+    labels = np.concatenate([part, part])[order]
+    share, span = np.zeros(parts), np.zeros(parts)
+    for index in range(parts):
+        share[index] = (np.cumsum(np.where(labels == index, steps, 0))[:-1] * per_weight).sum()
+        span[index] = _length(_union(start[part == index], end[part == index]))
+    return share, span, int(gaps[working].sum())
 
 
 def _length(intervals: tuple[np.ndarray, np.ndarray]) -> int:

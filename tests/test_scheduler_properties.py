@@ -9,11 +9,16 @@
   heads', one after another, after its link transfer; more cores means fewer heads per core
   (each head at least 60 cycles) at the price of at most one more link cycle per extra core
   (at most 32), so the completion never grows.
+- The per-part shares and spans (`unit_part_intervals`, `split_by_part`) equal a count
+  cycle by cycle: at each cycle, the units working for each part (a unit once per part,
+  however many of its intervals cover the cycle), each share the part's weight over all
+  parts' weight, each span the cycles some unit works for the part.
 - A compiled OPT-125m decode step runs end to end on both subsystems.
 """
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +26,7 @@ from hypothesis import strategies as st
 from hpim_ir.hardware import load_hardware
 from hpim_ir.sim.hbm import HbmOp, HbmProgram
 from hpim_ir.sim.program import MachineProgram, read_program
-from hpim_ir.sim.scheduler import simulate_machine
+from hpim_ir.sim.scheduler import simulate_machine, split_by_part, unit_part_intervals
 from hpim_ir.sim.sram import CTX, ProgramBuilder, SramOp, Space, VcuFn
 
 HW = load_hardware("hpim")
@@ -110,6 +115,36 @@ def compiled(pipeline: bool, kv_cache: str):
         Context(), module
     )
     return MachineProgram.from_module(module, "opt-125m")
+
+
+PARTS, UNITS = 3, 4
+WEIGHTS = (3, 3, 5, 5)  # two units of each subsystem
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-1, UNITS - 1), st.integers(0, PARTS - 1), st.integers(0, 30),
+                  st.integers(0, 8)),
+        max_size=25,
+    )
+)
+def test_part_shares_and_spans_equal_a_cycle_by_cycle_count(lines) -> None:
+    # Each unit's starts ascend, as the engines' timelines give them.
+    lines = sorted(lines, key=lambda line: (line[0], line[2]))
+    unit, part, start, length = np.array(lines, dtype=np.int64).reshape(-1, 4).T
+    units, parts, starts, ends = unit_part_intervals(unit, part, start, start + length, PARTS)
+    share, span, busy = split_by_part(parts, starts, ends, np.array(WEIGHTS)[units], PARTS)
+    expected_share, expected_span, expected_busy = np.zeros(PARTS), np.zeros(PARTS), 0
+    for cycle in range(40):
+        working = {(u, p) for u, p, s, n in lines if u >= 0 and s <= cycle < s + n}
+        weight = [sum(WEIGHTS[u] for u, q in working if q == p) for p in range(PARTS)]
+        if sum(weight):
+            expected_busy += 1
+            expected_share += np.array(weight) / sum(weight)
+            expected_span += np.array(weight) > 0
+    assert share == pytest.approx(expected_share) and span.tolist() == expected_span.tolist()
+    assert busy == expected_busy and share.sum() == pytest.approx(busy)
 
 
 @pytest.mark.parametrize("kv_cache", ["sram", "hbm"])
