@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import islice
 from math import ceil
 
 import numpy as np
@@ -260,22 +261,24 @@ class Scheduler:
             self.sram = SramEngine(hw).start(
                 step.sram, step.ctx, source=step.program.source, where=step.sram_where
             )
-        self.to_sram: set[int] = set()
-        """HBM-raised tokens already given to the SRAM-PIM side."""
+        self.to_sram = 0
+        """How many HBM-raised tokens (`hbm.raised`, in the order raised) the SRAM-PIM side
+        has been given."""
 
     def run(self, sram_energy: SramEnergy | None = None) -> MachineResult:
         hbm, sram = self.hbm, self.sram
         while True:
             finished = hbm.advance()
             if sram is not None:
-                for token, cycle in hbm.raised.items():
-                    if token not in self.to_sram:
-                        self.to_sram.add(token)
-                        arrival = self.clocks.hbm_to_sram(cycle)
-                        # The SRAM-PIM side never runs past a cycle an HBM-PIM token may
-                        # still arrive at (see the module docstring).
-                        assert arrival >= sram.now, (token, arrival, sram.now)
-                        sram.provide(token, arrival)
+                # Only the tokens raised since the last hand-off: the newest, last in order.
+                new = len(hbm.raised) - self.to_sram
+                for token, cycle in reversed(list(islice(reversed(hbm.raised.items()), new))):
+                    arrival = self.clocks.hbm_to_sram(cycle)
+                    # The SRAM-PIM side never runs past a cycle an HBM-PIM token may
+                    # still arrive at (see the module docstring).
+                    assert arrival >= sram.now, (token, arrival, sram.now)
+                    sram.provide(token, arrival)
+                self.to_sram += new
             if finished:
                 break
             token = hbm.waiting
