@@ -526,6 +526,7 @@ def _baseline_report(
             "total_ms": report.total_ms,
             "tokens_per_s": report.tokens_per_s,
             "breakdown": report.breakdown,
+            "spans": report.spans,
             "policy": report.policy,
         }
     estimate = GpuBaseline(name).estimate(config, prompt, generate)

@@ -120,7 +120,7 @@ def test_baseline_names_a_design_simulated_here() -> None:
     assert {"name", "prefill_ms", "decode_ms_per_token", "total_ms"} <= set(baseline)
     assert baseline["name"] == "ianus-like" and baseline["policy"] == "serial"
     assert [b["name"] for b in report["baselines"]] == ["ianus-like", "a100"]
-    for key in ("prefill_ms", "decode_ms_per_token", "total_ms", "tokens_per_s"):
+    for key in ("prefill_ms", "decode_ms_per_token", "total_ms", "tokens_per_s", "breakdown", "spans"):
         assert baseline[key] == report[key]
 
 
