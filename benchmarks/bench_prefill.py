@@ -26,7 +26,7 @@ def main() -> None:
         roofline = prefill_estimate(load_config(model), hw, args.prompt).ms
         parts = ", ".join(f"{part} {ns / 1e6:.2f}" for part, ns in measure.parts_ns.items())
         print(
-            f"{model} prompt {args.prompt}: {measure.ns / 1e6:.2f} ms ({parts}); "
+            f"{model} prompt {args.prompt}: {measure.ns / 1e6:.2f} ms (shares: {parts}); "
             f"roofline {roofline:.2f} ms; compiled and simulated in {wall:.1f} s"
         )
 
