@@ -548,8 +548,8 @@ def breakdown_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
         "decode steps. `span` is the time some HBM-PIM channel or SRAM-PIM core works for "
         "the part (parts overlap: the pipeline runs them at once), compared with the "
         "paper's; `share` splits each instant over the parts in proportion to the units "
-        "working for them, so the shares sum to the decode. Reduction = the paper's A100 time of the part over the HPIM "
-        "time (ours: the paper's A100 time over our span).",
+        "working for them, so the shares sum to the decode. Reduction = the paper's A100 "
+        "time of the part over the HPIM time (ours: the paper's A100 time over our span).",
         ["part", "paper HPIM (ms)", "ours: span (ms)", "dev", "ours: share (ms)",
          "paper reduction over A100", "ours (paper's A100 / ours)", "why it differs"],
     )
@@ -566,7 +566,10 @@ def breakdown_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
         if _needs_why([(ours, paper)]) and run.model != PAPER_BREAKDOWN_MODEL:
             why = f"the paper's figures are {PAPER_BREAKDOWN_MODEL}'s, this run is {run.model}'s"
         elif _needs_why([(ours, paper)]):
-            why = "not fitted" if part == "attention" else "the fit leaves this part off by more than 30%"
+            why = (
+                "not fitted" if part == "attention"
+                else "the fit leaves this part off by more than 30%"
+            )
         table.rows.append([
             PART_NAMES[part], _fmt(paper), _fmt(ours), _dev(ours, paper), _fmt(shares[part]),
             f"{PAPER['breakdown_reduction'][part]:.2f}x",

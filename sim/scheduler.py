@@ -177,7 +177,8 @@ class MachineResult:
     def part_times(self) -> PartTimes:
         """The step's time by part (`PartTimes`; the rule is in the module docstring)."""
         step = self.step
-        sides = [(self.hbm.timeline["channel"], self.hbm.timeline, step.hbm_parts(), len(step.hbm.records))]
+        hbm = self.hbm.timeline
+        sides = [(hbm["channel"], hbm, step.hbm_parts(), len(step.hbm.records))]
         if self.sram is not None:
             lines = self.sram.timeline
             sides.append((lines["core"], lines, step.sram_parts(), len(step.sram.records)))
@@ -185,14 +186,18 @@ class MachineResult:
         names = np.unique(np.concatenate(tags))
         channels = len(self.hbm_report.busy)
         cores = len(self.sram_report.busy) if self.sram is not None else 1
+        # A channel weighs cores, a core channels: either subsystem, all busy, weighs the same.
+        weights = (cores, channels)
         merged = []
-        for (unit, lines, _, _), tag, scale, weight in zip(sides, tags, self.clocks.units, (cores, channels)):
-            # HBM-PIM's channel -1 (signals, waits, barriers) is no work.
+        for (unit, lines, _, _), tag, scale, weight in zip(sides, tags, self.clocks.units, weights):
+            # In each side's own cycles; HBM-PIM's channel -1 (signals, waits) is no work.
             part = np.searchsorted(names, tag)[lines["record"]]
-            _, part, start, end = unit_part_intervals(unit, part, lines["start"], lines["end"], len(names))
-            # A channel weighs cores, a core channels: either subsystem, all busy, weighs the same.
+            _, part, start, end = unit_part_intervals(
+                unit, part, lines["start"], lines["end"], len(names)
+            )
             merged.append((part, start * scale, end * scale, np.full(len(part), weight)))
-        share, span, busy = split_by_part(*(np.concatenate(column) for column in zip(*merged)), len(names))
+        columns = (np.concatenate(column) for column in zip(*merged))
+        share, span, busy = split_by_part(*columns, len(names))
         unit_ns = float(self.clocks.unit_ns)
         names = names.tolist()
         return PartTimes(
@@ -498,7 +503,8 @@ def unit_part_intervals(
     group = (unit.astype(np.int32) + 1) * parts + part
     # A stable sort by unit and part keeps each group's starts ascending (radix on 16 bits);
     # each group shifted past the one before, one union serves them all.
-    order = np.argsort(group.astype(np.int16) if group.max(initial=0) < 2**15 else group, kind="stable")
+    key = group.astype(np.int16) if group.max(initial=0) < 2**15 else group
+    order = np.argsort(key, kind="stable")
     group = group[order].astype(np.int64)
     span = int(end.max(initial=0)) + 1
     first, last = _union(start[order] + group * span, end[order] + group * span, ascending=True)

@@ -115,8 +115,9 @@ def _print_table(report) -> None:
 
     parts = Table(
         title="time by part of the layer (ms, whole request)",
-        caption="share: each instant split over the units working at it (sums to the phase); "
-        "span: the time some unit works for the part (parts overlap)",
+        caption="share: each instant split over the parts in proportion to the units working "
+        "for them (the shares sum to the phase); span: the time some unit works for the part "
+        "(parts overlap)",
     )
     parts.add_column("part")
     columns = [("breakdown", "prefill"), ("breakdown", "decode"), ("spans", "decode")]
