@@ -438,18 +438,19 @@ def simulate_prefill(
     """Simulate the prefill of `prompt` tokens in `mode` (`PREFILL_MODES`).
 
     `gemm` compiles (or loads) the prefill program and simulates it. A policy that places
-    the prefill's projections on HBM-PIM (`hbm-only`) has no GEMM to run them as: such a
-    design processes the prompt token by token, as `steps` does, so its prefill is `prompt`
-    steps of `decode_program` at contexts 0 .. prompt - 1 (the steps' times summed;
+    the prefill's projections on HBM-PIM (`hbm-only`) has no GEMM to run them as, and a
+    prefill that fills a KV cache resident in SRAM-PIM is not lowered: such a design
+    processes the prompt token by token, as `steps` does (and `hpim run`), so its prefill is
+    `prompt` steps of `decode_program` at contexts 0 .. prompt - 1 (the steps' times summed;
     `samples` of them simulated and the rest interpolated unless `exact`)."""
-    from hpim_ir.passes.lower_sram_linear import PrefillOnHbm
+    from hpim_ir.passes.lower_sram_linear import KvCacheInSram, PrefillOnHbm
 
     if mode not in PREFILL_MODES:
         raise HpimError(f"prefill mode must be one of {', '.join(PREFILL_MODES)}, got {mode!r}")
     if mode == "gemm":
         try:
             program, _ = compiled_program(options, "prefill", prompt, use_cache)
-        except PrefillOnHbm:
+        except (PrefillOnHbm, KvCacheInSram):
             if decode_program is None:
                 raise
         else:

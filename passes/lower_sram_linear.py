@@ -61,8 +61,8 @@ has no later reader overwrites it in place.
 
 Not lowered (an error says so): a prefill whose KV cache is resident in SRAM-PIM
 (`KvCacheInSram`), and projections placed on HBM-PIM (the `hbm-only` policy's prefill:
-`PrefillOnHbm`; `hpim simulate` and `hpim run` run such a prefill token by token, as decode
-steps).
+`PrefillOnHbm`). `hpim simulate` and `hpim run` run either prefill token by token, as decode
+steps.
 
 **Values.** Every instruction says what it computes in a `data` attribute, with the decode
 step's conventions (`convert_pim_to_isa`: value names, `lookup_data`, `vector_data`):

@@ -289,6 +289,19 @@ def test_a_prefill_on_hbm_pim_runs_token_by_token() -> None:
     assert exact.measure.ns >= 16 * one_step  # a step attends to more keys as the context grows
 
 
+def test_a_prefill_into_a_kv_cache_in_sram_runs_token_by_token() -> None:
+    # The compiled prefill writes K and V to a cache in HBM; one resident in SRAM-PIM is not
+    # lowered, so the prompt runs through the decode step (which appends to it), as in
+    # `hpim run`: exactly the steps at contexts 0 .. 3.
+    options = CompileOptions("opt-125m", kv_cache="sram", max_context=16)
+    program, _ = compiled_program(options, use_cache=False)
+    with pytest.raises(HpimError, match="KV cache resident in SRAM-PIM is not lowered"):
+        simulate_prefill(options, 4, HW, use_cache=False)
+    prefill = simulate_prefill(options, 4, HW, use_cache=False, exact=True, decode_program=program)
+    assert prefill.mode == "steps"
+    assert prefill.measure.ns == sum(measure_step(program, HW, ctx).ns for ctx in range(4))
+
+
 def test_the_prompt_as_decode_steps_is_the_sum_of_those_steps() -> None:
     # `--prefill steps` on the hpim policy: exactly the decode step at contexts 0 .. 5,
     # summed (exact), whatever the compiled prefill would take.
