@@ -7,7 +7,8 @@ preset is calibrated on; an ablation of the pipeline and the policy; the grid an
 breakdown again with the prompt run as decode steps, `--prefill steps`, beside the prefill
 the paper's speedups imply). Each run is one
 `hpim simulate ... --json` in its own process, so its whole-process wall time is measured as
-a user sees it. `evaluate` runs the plan and `paper_tables` turns the reports into tables:
+a user sees it (and its own CPU time beside it). `evaluate` runs the plan, one run at a time
+or several at once (`jobs`: the wall times then include waiting for the cores), and `paper_tables` turns the reports into tables:
 one row per reported figure, the paper's value beside ours, the deviation, and where it
 exceeds `WHY_THRESHOLD` a "why it differs" cell computed from the reports. A run that fails
 (a preset that does not exist yet, a model that does not fit) becomes "not available:
@@ -22,14 +23,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from hpim_ir.errors import HpimError
 
 PAPER_MODELS = ("opt-350m", "opt-1.3b", "opt-2.7b", "opt-6.7b", "opt-13b", "opt-30b")
 GPU_BASELINES = ("a100", "a100-eager")
@@ -126,24 +130,28 @@ class Outcome:
 
 def simulate_in_subprocess(run: Run, cache: Path) -> Outcome:
     """Run `python -m hpim_ir simulate ...` in a process of its own, timed whole, with
-    `cache` as its compile cache."""
-    started, cpu = time.perf_counter(), _children_cpu()
-    done = subprocess.run(
-        [sys.executable, "-m", "hpim_ir", *run.argv()], check=False, capture_output=True, text=True,
-        env={**os.environ, "HPIM_CACHE_DIR": str(cache)},
+    `cache` as its compile cache; its CPU time is its own (`os.wait4`), whatever else runs."""
+    started = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "hpim_ir", *run.argv()], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "HPIM_CACHE_DIR": str(cache)},
     )
-    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+    # Drain both pipes (a full one would block the child), then reap it for its usage.
+    stderr: list[str] = []
+    drain = threading.Thread(target=lambda: stderr.append(child.stderr.read()))
+    drain.start()
+    stdout = child.stdout.read()
+    drain.join()
+    child.stdout.close()
+    child.stderr.close()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    seconds, cpu = time.perf_counter() - started, usage.ru_utime + usage.ru_stime
+    if child.returncode != 0:
+        lines = stderr[0].strip().splitlines() or [f"exit status {child.returncode}"]
         error = lines[-1].removeprefix("hpim simulate: error: ")
         return Outcome(run, seconds, error=error, cpu_seconds=cpu)
-    return Outcome(run, seconds, report=json.loads(done.stdout), cpu_seconds=cpu)
-
-
-def _children_cpu() -> float:
-    """CPU seconds (user + system) of this process's finished children."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return Outcome(run, seconds, report=json.loads(stdout), cpu_seconds=cpu)
 
 
 @dataclass(frozen=True)
@@ -199,17 +207,26 @@ def evaluate(
     plan: EvalPlan,
     simulate: Callable[[Run, Path], Outcome] = simulate_in_subprocess,
     progress: Callable[[Run], None] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Outcome]:
-    """Every run of `plan` by key; `progress(run)` after each. The runs share a compile
-    cache of their own, empty at the start, so the first run of each model (the A100 grid)
-    is timed with a cold cache whatever the user's cache holds."""
-    outcomes = {}
+    """Every run of `plan` by key, in the plan's order; `progress(run)` as each finishes.
+    The runs share a compile cache of their own, empty at the start, so the first run of
+    each model (the A100 grid) is timed with a cold cache whatever the user's cache holds.
+    `jobs` runs go at once, started in the plan's order."""
+    if jobs < 1:
+        raise HpimError(f"jobs must be at least 1, got {jobs}")
+    runs = plan.runs()
     with tempfile.TemporaryDirectory(prefix="hpim-eval-") as cache:
-        for run in plan.runs():
-            outcomes[run.key] = simulate(run, Path(cache))
+
+        def one(run: Run) -> Outcome:
+            outcome = simulate(run, Path(cache))
             if progress is not None:
                 progress(run)
-    return outcomes
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            outcomes = list(pool.map(one, runs))
+    return {run.key: outcome for run, outcome in zip(runs, outcomes)}
 
 
 # ---------------------------------------------------------------------------------------

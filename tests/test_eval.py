@@ -4,14 +4,17 @@ differs), the files it writes, and runs that are not available."""
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from hpim_ir.cli import main
+from hpim_ir.errors import HpimError
 from hpim_ir.evaluation import (
     PAPER,
     PAPER_MODELS,
@@ -22,6 +25,7 @@ from hpim_ir.evaluation import (
     evaluate,
     grid_table,
     prefill_table,
+    simulate_in_subprocess,
     weight_bytes,
     write_results,
 )
@@ -74,6 +78,46 @@ def tiny_results(tmp_path_factory) -> tuple[Path, dict]:
     assert seen == TINY.runs()
     write_results(outcomes, TINY, out, "hpim eval paper --out DIR (tiny)")
     return out, outcomes
+
+
+def test_jobs_run_at_once_and_keep_the_plans_order() -> None:
+    running, most, seen = [0], [0], []
+    lock = threading.Lock()
+
+    def simulate(run: Run, cache: Path) -> Outcome:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return Outcome(run, 0.02, error=f"{run.key} in {cache.name}")
+
+    outcomes = evaluate(TINY, simulate, progress=seen.append, jobs=2)
+    runs = TINY.runs()
+    assert list(outcomes) == [run.key for run in runs] and sorted(seen, key=runs.index) == runs
+    assert all(outcomes[run.key].run == run for run in runs)
+    assert len({outcome.error.split(" in ")[1] for outcome in outcomes.values()}) == 1  # one cache
+    assert most[0] == 2
+    with pytest.raises(HpimError, match="jobs must be at least 1, got 0"):
+        evaluate(TINY, simulate, jobs=0)
+
+
+def test_eval_jobs_below_one_is_one_message(tmp_path) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = main(["eval", "paper", "--out", str(tmp_path / "out"), "--jobs", "0"])
+    assert status != 0 and "Traceback" not in err.getvalue()
+    assert "--jobs 0: run at least one simulation at a time" in err.getvalue()
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_in_its_own_process_reports_its_own_cpu_time(tmp_path) -> None:
+    outcome = simulate_in_subprocess(Run("opt-125m", 4, 2, hw="no-such-design"), tmp_path)
+    assert outcome.report is None and outcome.error.startswith("unknown hardware 'no-such-design'")
+    # The child's own usage (os.wait4): positive, and no more than its wall time on the
+    # cores it could use.
+    assert 0 < outcome.cpu_seconds <= outcome.seconds * (os.cpu_count() or 1)
 
 
 def test_tiny_grid_writes_markdown_json_and_plots(tiny_results) -> None:
