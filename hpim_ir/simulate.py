@@ -30,9 +30,8 @@ import numpy as np
 from hpim_ir import __version__
 from hpim_ir.errors import HpimError
 from hpim_ir.frontend import ModelConfig, load_config
+from hpim_ir.baselines.gpu import PARTS  # the GPU baselines' parts: compared side by side
 from hpim_ir.hardware import Hardware, load_hardware
-
-PARTS = ("qkv", "attention", "attention_proj", "ffn", "other")
 
 
 @dataclass(frozen=True)
