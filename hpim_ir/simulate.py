@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -305,20 +307,19 @@ class SimulationReport:
         return report
 
 
-StepFunction = Callable[[int], StepMeasure]
-
-
 def run_request(
     options: CompileOptions,
     prompt: int,
     generate: int,
-    step: StepFunction,
+    program,
+    hw: Hardware,
     exact: bool = False,
     samples: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> tuple[np.ndarray, list[StepMeasure]]:
-    """The decode contexts simulated and their steps (all of them if `exact`, else `samples`
-    of them)."""
+    """The decode contexts simulated and their steps of `program` (all of them if `exact`,
+    else `samples` of them; `workers` as `measure_steps`)."""
     config = load_config(options.model)
     if prompt < 1 or generate < 1:
         raise HpimError(f"prompt ({prompt}) and generate ({generate}) must be at least 1")
@@ -329,12 +330,54 @@ def run_request(
         )
     contexts = decode_contexts(prompt, generate)
     chosen = contexts if exact else sampled_contexts(contexts, samples)
-    measures = []
-    for index, context in enumerate(chosen):
-        measures.append(step(int(context)))
+    runs = [(program, int(context)) for context in chosen]
+    return chosen, measure_steps(runs, hw, workers, progress)
+
+
+_FORKED: tuple[list, Hardware] | None = None
+"""The runs and the machine of the `measure_steps` in progress, which its forked workers
+inherit rather than receive (a compiled prefill pickles to megabytes)."""
+
+
+def _measure_forked(index: int) -> StepMeasure:
+    runs, hw = _FORKED
+    program, context = runs[index]
+    return measure_step(program, hw, context)
+
+
+def measure_steps(
+    runs: list[tuple[object, int]], hw: Hardware, workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[StepMeasure]:
+    """`measure_step` of each (program, context) of `runs`, in order; `progress(done, total)`
+    after each. With `workers` > 1, in that many processes forked from this one: a step is
+    simulated the same wherever it runs, so the results are those of one process."""
+    global _FORKED
+    measures: list[StepMeasure] = []
+
+    def done(measure: StepMeasure) -> None:
+        measures.append(measure)
         if progress is not None:
-            progress(index + 1, len(chosen))
-    return chosen, measures
+            progress(len(measures), len(runs))
+
+    if workers <= 1 or len(runs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for program, context in runs:
+            done(measure_step(program, hw, context))
+        return measures
+    _FORKED = (runs, hw)
+    try:
+        fork = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(runs)), mp_context=fork) as pool:
+            for measure in pool.map(_measure_forked, range(len(runs))):
+                done(measure)
+    finally:
+        _FORKED = None
+    return measures
+
+
+def available_cores() -> int:
+    """The cores this process may run on (`hpim simulate --workers`'s default)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def measure_step(program, hw: Hardware, context: int) -> StepMeasure:
@@ -396,20 +439,22 @@ def with_layers(program, layers: int):
     return replace(program, hbm=hbm, sections=tuple(fewer(s) for s in program.sections))
 
 
-def measure_prefill(program, hw: Hardware, layers: int, exact: bool = False) -> PrefillMeasure:
+def measure_prefill(
+    program, hw: Hardware, layers: int, exact: bool = False, workers: int = 1
+) -> PrefillMeasure:
     """Simulate a compiled prefill with the central scheduler. Unless `exact`, with one and
     with three iterations of each chunk's layer section, extrapolated to `layers`: every
     layer of a chunk does the same work, so after the first each adds about the same time.
     Not exactly: the rows it reads differ, and the first layers' increments still change as
     the two streams' overlap settles (OPT-125M at 64 tokens: 34.80, 34.90, 35.00, then 35.10
     us a layer), so the increment is the mean of the second and third layers'
-    (`tests/test_prefill.py` bounds the difference)."""
+    (`tests/test_prefill.py` bounds the difference). `workers` as `measure_steps`."""
     if exact or layers <= 3:
         full = measure_step(program, hw, 0)
         return PrefillMeasure(full.ns, full.energy_pj, full.parts_ns, full.spans_ns)
     one, three = (
         np.array([m.ns, m.energy_pj] + part_columns(m))
-        for m in (measure_step(with_layers(program, n), hw, 0) for n in (1, 3))
+        for m in measure_steps([(with_layers(program, n), 0) for n in (1, 3)], hw, workers)
     )
     ns, energy_pj, *columns = one + (three - one) / 2 * (layers - 1)
     return PrefillMeasure(float(ns), float(energy_pj), *parts_of(columns))
@@ -433,6 +478,7 @@ class SimulatedPrefill:
 def simulate_prefill(
     options: CompileOptions, prompt: int, hw: Hardware, use_cache: bool = True,
     exact: bool = False, decode_program=None, samples: int = 8, mode: str = "gemm",
+    workers: int = 1,
 ) -> SimulatedPrefill:
     """Simulate the prefill of `prompt` tokens in `mode` (`PREFILL_MODES`).
 
@@ -441,7 +487,8 @@ def simulate_prefill(
     prefill that fills a KV cache resident in SRAM-PIM is not lowered: such a design
     processes the prompt token by token, as `steps` does (and `hpim run`), so its prefill is
     `prompt` steps of `decode_program` at contexts 0 .. prompt - 1 (the steps' times summed;
-    `samples` of them simulated and the rest interpolated unless `exact`)."""
+    `samples` of them simulated and the rest interpolated unless `exact`). `workers` as
+    `measure_steps`."""
     from hpim_ir.passes.lower_sram_linear import KvCacheInSram, PrefillOnHbm
 
     if mode not in PREFILL_MODES:
@@ -454,17 +501,20 @@ def simulate_prefill(
                 raise
         else:
             layers = load_config(options.model).layers
-            return SimulatedPrefill(measure_prefill(program, hw, layers, exact), "gemm")
+            return SimulatedPrefill(measure_prefill(program, hw, layers, exact, workers), "gemm")
     if decode_program is None:
         raise HpimError("a prefill run as decode steps needs the compiled decode step")
-    return SimulatedPrefill(token_by_token(decode_program, hw, prompt, exact, samples), "steps")
+    measure = token_by_token(decode_program, hw, prompt, exact, samples, workers)
+    return SimulatedPrefill(measure, "steps")
 
 
-def token_by_token(decode_program, hw: Hardware, prompt: int, exact: bool, samples: int) -> PrefillMeasure:
+def token_by_token(
+    decode_program, hw: Hardware, prompt: int, exact: bool, samples: int, workers: int = 1
+) -> PrefillMeasure:
     """A prefill run as `prompt` decode steps, at contexts 0 .. prompt - 1."""
     contexts = np.arange(prompt)
     chosen = contexts if exact else sampled_contexts(contexts, samples)
-    measures = [measure_step(decode_program, hw, int(ctx)) for ctx in chosen]
+    measures = measure_steps([(decode_program, int(ctx)) for ctx in chosen], hw, workers)
     table = np.array([[m.ns, m.energy_pj] + part_columns(m) for m in measures])
     per_step = table if exact else interpolate(chosen.astype(float), table, contexts.astype(float))
     ns, energy_pj, *columns = per_step.sum(axis=0)
@@ -552,10 +602,12 @@ def simulate_request(
     trace: str | None = None,
     show_progress: bool = False,
     prefill_mode: str = "gemm",
+    workers: int = 1,
 ) -> SimulationReport:
     """Compile (or load) the decode step, simulate the request (the prompt in
     `prefill_mode`, `PREFILL_MODES`), compare with baselines (each machine in its own
-    default: the `gemm` prefill where it has one)."""
+    default: the `gemm` prefill where it has one). The steps simulate in `workers`
+    processes (`measure_steps`)."""
     config = load_config(options.model)
     hw = load_hardware(options.hw)
     gpu = {name: _is_gpu_baseline(name) for name in baselines}  # a bad name fails first
@@ -575,13 +627,14 @@ def simulate_request(
 
     try:
         chosen, measures = run_request(
-            options, prompt, generate, lambda ctx: measure_step(program, hw, ctx),
-            exact, samples, progress,
+            options, prompt, generate, program, hw, exact, samples, progress, workers
         )
     finally:
         if progress_bar is not None:
             progress_bar.stop()
-    simulated = simulate_prefill(options, prompt, hw, use_cache, exact, program, samples, prefill_mode)
+    simulated = simulate_prefill(
+        options, prompt, hw, use_cache, exact, program, samples, prefill_mode, workers
+    )
     prefill = simulated.measure
     contexts = decode_contexts(prompt, generate)
     table = np.array(
@@ -643,7 +696,9 @@ def simulate_request(
         baseline = CompileOptions(
             options.model, hw, resolve_policy(hw, None), max_context=options.max_context
         )
-        return simulate_request(baseline, prompt, generate, [], exact, samples, use_cache)
+        return simulate_request(
+            baseline, prompt, generate, [], exact, samples, use_cache, workers=workers
+        )
 
     report.baselines = [
         _baseline_report(name, gpu[name], config, prompt, generate, simulate_baseline)

@@ -14,6 +14,7 @@ from hpim_ir.simulate import (
     decode_contexts,
     interpolate,
     measure_step,
+    measure_steps,
     prefill_estimate,
     run_request,
     sampled_contexts,
@@ -65,7 +66,19 @@ def test_prefill_estimate_by_hand() -> None:
 
 def test_request_must_fit_positions() -> None:
     with pytest.raises(HpimError, match="exceeds opt-125m's 2048 positions"):
-        run_request(CompileOptions("opt-125m"), 2000, 100, step=lambda ctx: None)
+        run_request(CompileOptions("opt-125m"), 2000, 100, program=None, hw=None)
+
+
+def test_steps_in_worker_processes_are_the_steps_of_one_process() -> None:
+    # Forked workers inherit the programs; a step is simulated the same wherever it runs.
+    hw = load_hardware("hpim")
+    program, _ = compiled_program(CompileOptions("opt-125m"), use_cache=False)
+    runs = [(program, context) for context in (0, 7, 300)]
+    seen = []
+    assert measure_steps(runs, hw, workers=2, progress=lambda *done: seen.append(done)) == [
+        measure_step(program, hw, context) for _, context in runs
+    ]
+    assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 def test_compile_cache_hit_and_key(tmp_path, monkeypatch) -> None:

@@ -41,11 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--trace", help="write a Perfetto trace of the last decode step here")
     parser.add_argument("--no-cache", action="store_true", help="recompile, ignore the cache")
+    parser.add_argument(
+        "--workers", type=int,
+        help="processes that simulate steps at once (default: the cores available)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from hpim_ir.errors import HpimError
-    from hpim_ir.simulate import CompileOptions, resolve_policy, simulate_request
+    from hpim_ir.simulate import CompileOptions, available_cores, resolve_policy, simulate_request
 
     if args.batch != 1:
         raise HpimError(
@@ -54,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.samples < 2:
         raise HpimError(f"--samples must be at least 2, got {args.samples}")
+    if args.workers is not None and args.workers < 1:
+        raise HpimError(f"--workers must be at least 1, got {args.workers}")
     options = CompileOptions(
         model=args.model,
         hw=args.hw,
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         trace=args.trace,
         show_progress=not args.json and sys.stderr.isatty(),
         prefill_mode=args.prefill,
+        workers=args.workers or available_cores(),
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
