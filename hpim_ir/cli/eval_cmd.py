@@ -2,8 +2,9 @@
 
 Runs every `hpim simulate` of the grid (`hpim_ir.evaluation.EvalPlan`) in a process of its
 own with a progress bar (`--jobs N`: N at once; the whole-process wall times then include
-waiting for the cores, the CPU times beside them do not), then writes DIR/paper.md (the paper's figures beside ours, with the
-deviation and why it differs), DIR/results.json (every report and wall time) and DIR/*.png.
+waiting for the cores, the CPU times beside them do not), then writes DIR/paper.md (the
+paper's figures beside ours, with the deviation and why it differs), DIR/results.json (every
+report and wall time) and DIR/*.png.
 `--models` narrows the grid (the averages then cover those models only).
 """
 
