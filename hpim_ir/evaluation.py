@@ -9,8 +9,9 @@ the paper's speedups imply). Each run is one
 `hpim simulate ... --json` in its own process, so its whole-process wall time is measured as
 a user sees it (and its own CPU time beside it). `evaluate` runs the plan, one run at a time
 or several at once (`jobs`: the wall times then include waiting for the cores), and
-`paper_tables` turns the reports into tables: one row per reported figure, the paper's value beside ours, the deviation, and where it
-exceeds `WHY_THRESHOLD` a "why it differs" cell computed from the reports. A run that fails
+`paper_tables` turns the reports into tables: one row per reported figure, the paper's
+value beside ours, the deviation, and where it exceeds `WHY_THRESHOLD` a "why it differs"
+cell computed from the reports. A run that fails
 (a preset that does not exist yet, a model that does not fit) becomes "not available:
 <reason>" in its rows, never a number.
 
