@@ -41,6 +41,15 @@ FFN at 256 tokens is 14 MiB, the cores hold 12 MiB). `m` is `S` if every buffer 
 the largest multiple of the TCU rows that fits (a chunk fills the TCUs' rows: fewer tokens
 would leave rows idle, and more tokens per chunk leave less room for the weight tiles), else
 the largest power of two below them; the error names what does not fit even at one token.
+An FFN whose intermediate does not fit whole (a gated FFN's gate and up at 128 tokens of
+LLaMA-3-8B: 224 KiB a core) is *blocked* instead (`lower_blocked_ffn`): per block of the
+intermediate's columns (a multiple of the TCU columns on every core), up (and gate) stream
+the block's columns of their weights, the activation runs on the block, and down streams
+the block's rows of its weight, accumulating onto the earlier blocks' sums. Each weight is
+still read once; the FFN's input is gathered once per block. A chunk costs a whole weight
+stream, a block an all-gather of one input: the fewest chunks are chosen first, then the
+fewest blocks (`lower_prefill`).
+
 Sections: per chunk `c` a `prologue.c` (embedding lookups in HBM, loaded over the link) and
 a `layers.c` (`repeat = layers`, rows moved by the weights' layer stride), then one
 `epilogue` (final norm and LM head for the last token only: the logits generation needs).
@@ -310,19 +319,28 @@ def linear_tiling(
 class StreamedOutput:
     """One linear of a streamed group: its result's buffer `y`, its weight's HBM `placement`
     (rows of layer 0) and, for functional execution, its `values` (`w`, optional `bias`:
-    the weight's and bias's names; None: the instructions carry no `data`)."""
+    the weight's and bias's names; None: the instructions carry no `data`). A stream of one
+    block of the weight (a blocked FFN's) computes the weight's output columns `[base,
+    base + width)` (its `block`) into `y` and reads the placement from byte `offset` per
+    channel on."""
 
     y: int
     placement: HbmPlacement
     values: dict | None = None
+    block: tuple[int, int] | None = None
+    offset: int = 0
 
 
 def lower_streamed_linear(
     streams: Streams, x: int, outputs: list[StreamedOutput], tiling: LinearTiling, what: str,
-) -> None:
+    rows_at: int = 0, accumulate: bool = False,
+) -> list[int]:
     """Emit streamed linears that share their input (module docstring): `x` is the
     activation-memory buffer of X; the instructions carry `data` for functional execution
-    (docs/functional.md) when the outputs have `values`."""
+    (docs/functional.md) when the outputs have `values`. `rows_at`: the weights' input row
+    X's first column multiplies; `accumulate`: the outputs' accumulators hold the sums of
+    earlier rows (no start, no bias). The byte offsets per channel where each output's
+    reads end."""
     tiles = tiling.tiles()
     functional = outputs[0].values is not None
     holds = "tile" if functional else ""
@@ -341,7 +359,7 @@ def lower_streamed_linear(
     ]
     ready = [streams.token() for _ in tiles]
     free = [streams.token() if t + 2 < len(tiles) else -1 for t in range(len(tiles))]
-    offsets = [0] * len(outputs)  # each weight is read in stream order from its placement
+    offsets = [out.offset for out in outputs]  # each weight is read in stream order
     for t, (at, inputs, o, first, columns, total) in enumerate(tiles):
         out = outputs[o]
         if t >= 2:
@@ -350,18 +368,26 @@ def lower_streamed_linear(
             hbm_isa.ReadOp, out.placement.row_base, offsets[o], inputs * total * BYTES_FP16,
             out.placement.channels, streams.hw.hbm,
         )
-        tile = f"{out.values['w']}.{t}" if functional else ""
+        # A tile's name on the link (a blocked FFN's: with where its rows and columns start).
+        base = out.block[0] if out.block else 0
+        block = f"@{rows_at},{base}" if out.block or rows_at else ""
+        tile = f"{out.values['w']}{block}.{t}" if functional else ""
         read = {
-            "dst": tile, "w": out.values["w"], "at": at, "inputs": inputs, "first": first,
-            "columns": columns, "per_core": tiling.per_core(o),
+            "dst": tile, "w": out.values["w"], "at": rows_at + at, "inputs": inputs,
+            "first": first, "columns": columns, "per_core": tiling.per_core(o),
         } if functional else None
+        if functional and out.block is not None:
+            read.update(base=out.block[0], width=out.block[1])
         streams.hbm(*reads, data=read)
         streams.hbm(hbm_isa.SignalOp(tok=ready[t]))
         rows = gathered[at // tiling.tile_inputs % 2]
         if o == first == 0:  # a row block's inputs serve all of its tiles
+            gather = {"at": at, "inputs": inputs} if functional else None
+            if functional and rows_at:  # X's columns multiply the weights' rows from rows_at
+                gather["rows_at"] = rows_at
             streams.sram(
                 SramOp.ALLGATHER, dst=rows, src0=x, sizes=[tiling.gathered_bytes(inputs)],
-                data={"at": at, "inputs": inputs} if functional else None,
+                data=gather,
             )
         streams.sram(SramOp.WAIT, tok=ready[t])
         streams.sram(
@@ -370,8 +396,9 @@ def lower_streamed_linear(
         )
         gemm = None
         if functional:  # the first row block starts each column block's accumulators (at the bias)
-            gemm = {"kind": "linear", "start": int(at == 0)}
-            if at == 0 and out.values.get("bias"):
+            start = at == 0 and not accumulate
+            gemm = {"kind": "linear", "start": int(start)}
+            if start and out.values.get("bias"):
                 gemm["bias"] = out.values["bias"]
         streams.sram(
             SramOp.GEMM, dst=out.y, src0=rows, src1=weights[t % 2],
@@ -381,6 +408,7 @@ def lower_streamed_linear(
             streams.sram(SramOp.SIGNAL, tok=free[t])
     for number in (*gathered, *weights):
         streams.free(number)
+    return offsets
 
 
 def linear_values(linear: pim.LinearOp) -> dict:
@@ -453,14 +481,51 @@ def prompt_chunks(prompt: int, count: int) -> list[Chunk]:
     ]
 
 
+_ELEMENTWISE = (pim.ReluOp, pim.GeluOp, pim.SiluOp, pim.MulOp, pim.AddOp)
+"""Vector ops that work column by column: a block of their inputs' columns gives the same
+block of their result's."""
+
+
+def blockable_ffn(
+    group: list[pim.LinearOp], later: list[Operation]
+) -> tuple[list[Operation], pim.LinearOp] | None:
+    """An FFN starting at the streamed `group` (its linears of one width): the elementwise
+    ops among `later` that read only the group's results and each other's, and the one
+    linear on SRAM-PIM that reads the last of them; None unless nothing else reads any of
+    these values (so the intermediate can be computed and consumed block by block)."""
+    produced = {linear.result for linear in group}
+    chain: list[Operation] = []
+    for op in later:
+        if not any(v in produced for v in op.operands):
+            continue
+        if isinstance(op, _ELEMENTWISE) and all(v in produced for v in op.operands):
+            chain.append(op)
+            produced.add(op.results[0])
+            continue
+        members = {*group, *chain, op}
+        if (
+            isinstance(op, pim.LinearOp) and op.place == pim.SRAM and chain
+            and op.input == chain[-1].results[0]
+            and len({_width(linear.result) for linear in group}) == 1
+            and all(use.operation in members for v in produced for use in v.uses)
+        ):
+            return chain, op
+        return None
+    return None
+
+
 class _PrefillLowering:
     """Lowers the prefill for one chunking of the prompt."""
 
     def __init__(
         self, module: ModuleOp, function: func.FuncOp, hw: Hardware, chunks: list[Chunk],
-        all_logits: bool = False,
+        all_logits: bool = False, blocks: int = 1,
     ):
         self.all_logits = all_logits
+        self.blocks = blocks  # an FFN's intermediate in this many blocks (1: whole)
+        # The ops of each blockable FFN -> its most blocks (TCU column blocks per core).
+        self.most_blocks: dict[Operation, int] = {}
+        self.more_blocks_may_fit = False  # a DoesNotFit arose in an FFN with blocks to spare
         self.module = module
         self.function = function
         self.hw = hw
@@ -577,7 +642,11 @@ class _PrefillLowering:
         for index, op in enumerate(ops):
             self.index = index
             self.streams.part = self.part(op)
-            self.lower(op, tokens, chunk)
+            try:
+                self.lower(op, tokens, chunk)
+            except DoesNotFit:
+                self.more_blocks_may_fit = self.blocks < self.most_blocks.get(op, 0)
+                raise
             for value in _readers(op):
                 number = self.buffers.get(value, -1)
                 if last[value] == index and number not in (-1, self.state):
@@ -597,6 +666,8 @@ class _PrefillLowering:
         return part_of(op)
 
     def lower(self, op: Operation, tokens: int, chunk: Chunk) -> None:
+        if op in self.grouped:
+            return  # lowered with an earlier op: a streamed group, a blocked FFN
         if isinstance(
             op,
             pim.GetWeightOp | arith.ConstantOp | func.ReturnOp | pim.YieldOp | pim.SignalOp
@@ -619,7 +690,7 @@ class _PrefillLowering:
                 "(the prefill's projections run on SRAM-PIM)"
             )
         if isinstance(op, pim.LinearOp):
-            return self.lower_linear(op, tokens)
+            return self.lower_linear(op, tokens, chunk)
         if isinstance(op, pim.AttentionValuesOp):
             return self.lower_attention(op, tokens, chunk)
         if type(op) in VECTOR_FNS:
@@ -699,36 +770,119 @@ class _PrefillLowering:
             data=vector_data(op, first=chunk.first),
         )
 
-    def lower_linear(self, op: pim.LinearOp, tokens: int) -> None:
+    def linear_bytes(self, width: int, tokens: int) -> int:
+        """Bytes per core of a streamed linear's `tokens x width` result: each core's
+        columns for every token, at least an even share."""
+        per_core = tokens * _ceil(width, self.streams.cores) * BYTES_FP16
+        return max(per_core, self.share(width, tokens))
+
+    def weight_placement(self, linear: pim.LinearOp) -> HbmPlacement:
+        weight = linear.weight
+        while isinstance(weight.owner, pim.TransferOp):
+            weight = weight.owner.input
+        return self._placement(weight.owner.weight)
+
+    def tiling(self, tokens: int, inputs: int, outputs: tuple[int, ...], what: str) -> LinearTiling:
+        """Tiles of a streamed group in the activation memory left."""
+        tcu = (self.hw.sram.tcu.rows, self.hw.sram.tcu.cols)
+        cores, left = self.streams.cores, self.streams.left()
+        return linear_tiling(tokens, inputs, outputs, cores, tcu, left, what)
+
+    def lower_linear(self, op: pim.LinearOp, tokens: int, chunk: Chunk) -> None:
         """`op` and the later linears of its block that read the same input (Q, K and V;
-        a gated FFN's gate and up) as one streamed group: X is gathered once for all."""
-        if op in self.grouped:
-            return
+        a gated FFN's gate and up) as one streamed group: X is gathered once for all. An
+        FFN whose intermediate is cut in blocks (`blocks` > 1) is lowered whole here."""
         group = [op] + [
             other for other in self.ops[self.index + 1 :]
             if isinstance(other, pim.LinearOp) and other.input == op.input
             and other.place == pim.SRAM
         ]
         self.grouped.update(group)
+        ffn = blockable_ffn(group, self.ops[self.index + 1 :])
+        if ffn is not None:
+            chain, down = ffn
+            columns = _ceil(_ceil(_width(op.result), self.streams.cores), self.hw.sram.tcu.cols)
+            self.most_blocks.update(dict.fromkeys((*group, *chain, down), columns))
+            if self.blocks > 1:
+                self.grouped.update((*chain, down))
+                return self.lower_blocked_ffn(group, chain, down, tokens, chunk)
+        outputs = [
+            StreamedOutput(
+                self.new_buffer(linear.result, self.linear_bytes(_width(linear.result), tokens)),
+                self.weight_placement(linear), linear_values(linear),
+            )
+            for linear in group
+        ]
+        what = ", ".join(f"@{weight_name(linear)}" for linear in group)
+        widths = tuple(_width(linear.result) for linear in group)
+        tiling = self.tiling(tokens, _width(op.input), widths, what)
+        lower_streamed_linear(self.streams, self.buffers[op.input], outputs, tiling, what)
+
+    def lower_blocked_ffn(
+        self, group: list[pim.LinearOp], chain: list[Operation], down: pim.LinearOp,
+        tokens: int, chunk: Chunk,
+    ) -> None:
+        """An FFN whose intermediate does not fit whole, by blocks of the intermediate's
+        columns (`blocks` of them, each a multiple of the TCU columns on every core): per
+        block, the group's linears stream the block's columns of their weights into block
+        buffers (X gathered again for each block), the elementwise `chain` runs on them in
+        place, and `down` streams the block's rows of its weight, accumulating into its
+        result (the first block starts it at the bias). Each weight is still read once."""
         streams = self.streams
         cores = streams.cores
-        outputs = []
-        for linear in group:
-            width = _width(linear.result)
-            out_bytes = max(tokens * _ceil(width, cores) * BYTES_FP16, self.share(width, tokens))
-            weight = linear.weight
-            while isinstance(weight.owner, pim.TransferOp):
-                weight = weight.owner.input
-            outputs.append(StreamedOutput(
-                self.new_buffer(linear.result, out_bytes), self._placement(weight.owner.weight),
-                linear_values(linear),
-            ))
+        width, hidden = _width(group[0].result), _width(down.result)
+        step = _ceil(_ceil(_ceil(width, cores), self.hw.sram.tcu.cols), self.blocks)
+        step *= self.hw.sram.tcu.cols * cores
+        x = self.buffers[group[0].input]
+        y = self.new_buffer(down.result, self.linear_bytes(hidden, tokens))
+        offsets = [0] * len(group)
+        down_offset = 0
         what = ", ".join(f"@{weight_name(linear)}" for linear in group)
-        tiling = linear_tiling(
-            tokens, _width(op.input), tuple(_width(linear.result) for linear in group), cores,
-            (self.hw.sram.tcu.rows, self.hw.sram.tcu.cols), streams.left(), what,
-        )
-        lower_streamed_linear(streams, self.buffers[op.input], outputs, tiling, what)
+        for base in range(0, width, step):
+            block = min(step, width - base)
+            streams.part = self.part(group[0])
+            buffers = {
+                linear.result: streams.alloc(
+                    self.linear_bytes(block, tokens), f"a block of {what}",
+                    streams.name(linear.result),
+                )
+                for linear in group
+            }
+            tiling = self.tiling(tokens, _width(group[0].input), (block,) * len(group), what)
+            offsets = lower_streamed_linear(streams, x, [
+                StreamedOutput(
+                    buffers[linear.result], self.weight_placement(linear), linear_values(linear),
+                    (base, block), offset,
+                )
+                for linear, offset in zip(group, offsets)
+            ], tiling, what)
+            share = self.share(block, tokens)
+            for index, op in enumerate(chain):
+                streams.part = self.part(op)
+                inputs = [buffers[v] for v in op.operands]
+                later = any(op.operands[0] in o.operands for o in chain[index + 1 :])
+                buffers[op.results[0]] = (
+                    streams.alloc(share, f"a block of '{op.name}'", streams.name(op.results[0]))
+                    if later else inputs[0]  # the input's last reader: in place
+                )
+                streams.sram(
+                    SramOp.VCU, kind=VECTOR_FNS[type(op)], dst=buffers[op.results[0]],
+                    src0=inputs[0], src1=inputs[1] if len(inputs) > 1 else -1,
+                    sizes=[share // BYTES_FP16], data=vector_data(op, first=chunk.first),
+                )
+            streams.part = self.part(down)
+            final = buffers[down.input]
+            for number in sorted(set(buffers.values()) - {final}):
+                streams.free(number)
+            what_down = f"@{weight_name(down)}"
+            tiling = self.tiling(tokens, block, (hidden,), what_down)
+            output = StreamedOutput(
+                y, self.weight_placement(down), linear_values(down), offset=down_offset
+            )
+            (down_offset,) = lower_streamed_linear(
+                streams, final, [output], tiling, what_down, rows_at=base, accumulate=base > 0
+            )
+            streams.free(final)
 
     def lower_attention(self, op: pim.AttentionValuesOp, tokens: int, chunk: Chunk) -> None:
         """Per head of each core: q.K^T, softmax, s.V over the earlier chunks' keys, read
@@ -862,11 +1016,25 @@ def lower_prefill(
     sizes += [half for half in (rows >> k for k in range(1, rows.bit_length())) if half < prompt]
     error: DoesNotFit | None = None
     for size in sizes:
-        try:
-            chunks = prompt_chunks(prompt, _ceil(prompt, size))
-            return _PrefillLowering(module, function, hw, chunks, all_logits).sections()
-        except DoesNotFit as failure:
-            error = failure
+        chunks = prompt_chunks(prompt, _ceil(prompt, size))
+        # The last chunk reads the most earlier keys back: lowered alone first (a fraction
+        # of the work), it fails early where the whole prompt would fail late.
+        last = Chunk(0, chunks[-1].first, chunks[-1].tokens)
+        trials = [chunks] if len(chunks) == 1 else [[last], chunks]
+        # Fewer chunks first (each streams every weight again), then the fewest blocks of
+        # the FFNs' intermediates (each gathers the FFN's input again).
+        blocks = 1
+        while True:
+            try:
+                for trial in trials:
+                    lowering = _PrefillLowering(module, function, hw, trial, all_logits, blocks)
+                    sections = lowering.sections()
+                return sections
+            except DoesNotFit as failure:
+                error = failure
+                if not lowering.more_blocks_may_fit:
+                    break
+                blocks += 1
     raise HpimError(
         f"the prefill does not fit the SRAM-PIM activation memory even one token at a time: "
         f"{error}"

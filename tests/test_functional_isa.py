@@ -496,6 +496,31 @@ def test_the_compiled_prefill_computes_the_model(
     assert relative_error(got, long_model.reference) <= TOLERANCE
 
 
+# Machines whose activation memory cannot hold a prompt's FFN intermediate whole: with 8 x 8
+# TCUs the intermediate has several column blocks per core, and the prefill computes it
+# in blocks (`lower_blocked_ffn`: each block's up/gate columns, the activation, then down's
+# rows accumulated onto the earlier blocks' sums).
+BLOCKED_FFN_MEMORY = {"opt-pre-ln": 10240, "llama-gqa": 5120}
+
+
+def test_a_prefill_with_its_ffn_in_blocks_computes_the_model(
+    long_model: LongModel, tmp_path: Path
+) -> None:
+    memory = BLOCKED_FFN_MEMORY[long_model.config.name]
+    hw = tmp_path / "small.toml"
+    small = PREFILL_MACHINE.replace("= 28672\n", f"= {memory}\n")
+    hw.write_text(small + "[sram.tcu]\nrows = 8\ncols = 8\n")
+    prefill = compile_prefill(long_model, str(hw))
+    bases = {
+        op.attributes["data"].data["base"].value.data
+        for op in _instructions(prefill, "hbm_isa.read") if "base" in op.attributes["data"].data
+    }
+    assert len(bases) > 1  # the intermediate's blocks
+    machine = IsaMachine(prefill, long_model.weights, load_hardware(str(hw)))
+    got = np.stack(list(machine.prefill(LONG_TOKENS[:LONG_PROMPT]))).astype(np.float32)
+    assert relative_error(got, long_model.reference[:LONG_PROMPT]) <= TOLERANCE
+
+
 def test_the_timing_prefill_computes_the_last_token(
     long_model: LongModel, prefill_machine: str
 ) -> None:

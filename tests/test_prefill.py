@@ -173,6 +173,40 @@ def test_prefill_in_chunks_when_activations_do_not_fit() -> None:
     assert names == ["prologue.0", "layers.0", "prologue.1", "layers.1", "epilogue"]
 
 
+def test_an_ffn_too_wide_to_fit_runs_in_blocks_of_its_intermediate() -> None:
+    # LLaMA-3-8B at 128 tokens: gate and up are 2 x 128 x 14336 x 2 B / 32 = 224 KiB per
+    # core, with the hidden state, the norm's output and down's result more than the 384
+    # KiB. Its 14336 / 32 = 448 = 7 x 64 columns per core cut in 2 blocks (4 x 64 per core:
+    # 8192 columns, then the other 6144) fit, so the prompt runs in 2 chunks of 128 (4 of 64
+    # without blocks).
+    module = _lowered("llama-3-8b", 256)
+    names = [op.section.data for op in module.ops if isinstance(op, sram_isa.StreamOp)]
+    assert names == ["prologue.0", "layers.0", "prologue.1", "layers.1", "epilogue"]
+    config = load_config("llama-3-8b")
+    layers = next(
+        s for s in module.ops if isinstance(s, hbm_isa.StreamOp) and s.section.data == "layers.0"
+    )
+    ffn = [op for op in layers.body.block.ops if op.attributes["part"].data == "ffn"]
+    # Each block's gate and up reads start where the previous block's ended, and down's
+    # rows of block 2 carry on from block 1's: every FFN weight is still read once.
+    weights = 3 * 2 * config.hidden * config.ffn
+    column = HW.hbm.total_channels * HW.hbm.banks_per_channel * HW.hbm.column_bytes
+    reads = [op for op in ffn if isinstance(op, hbm_isa.ReadOp)]
+    assert weights <= _bytes_read(reads) < weights + len(reads) * column
+    data = [op.attributes["data"].data for op in reads]
+    assert {d["base"].value.data for d in data if "base" in d} == {0, 8192}
+    # Down multiplies block 2's intermediate by its weight's rows from 8192 on,
+    # accumulating onto block 1's sums: X of down is gathered from `rows_at` on.
+    cores = next(
+        s for s in module.ops if isinstance(s, sram_isa.StreamOp) and s.section.data == "layers.0"
+    )
+    rows_at = {
+        op.attributes["data"].data["rows_at"].value.data for op in cores.body.block.ops
+        if isinstance(op, sram_isa.AllgatherOp) and "rows_at" in op.attributes["data"].data
+    }
+    assert rows_at == {8192}
+
+
 def test_unsupported_prefills_are_errors() -> None:
     module = import_model("opt-125m", phase="prefill", prompt=8)
     with pytest.raises(HpimError, match="prefill's 'pim.linear' is placed on #pim.hbm"):

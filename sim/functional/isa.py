@@ -111,7 +111,8 @@ class _Linked:
     side: str
     stamp: np.ndarray
     meta: tuple | None = None
-    """A weight tile's (weight, output columns, first input row)."""
+    """A weight tile's (weight, output columns, first input row, and the first and count of
+    the output columns its linear computes)."""
 
     @staticmethod
     def empty(size: int, side: str) -> _Linked:
@@ -130,8 +131,8 @@ class _Buffer:
     whole: np.ndarray | None = None
     """A prefill buffer (`data` `holds`): the value it holds, `[tokens, features]`."""
     meta: tuple | dict | None = None
-    """A prefill weight tile's (weight, columns, first row), a gathered input slice's first
-    column, the scores per core."""
+    """A prefill weight tile's (`_Linked.meta`), the first weight row a gathered input
+    slice multiplies, the scores per core."""
     acc: np.ndarray | None = None
     """A GEMM result's FP32 accumulators (across the tiles of a streamed linear)."""
 
@@ -533,18 +534,20 @@ class IsaMachine:
 
     def _read_tile(self, data: dict, layer: int, key) -> None:
         """A tile of a streamed linear's weight read out in normal mode: input rows `at` on of
-        every core's output columns `first` on (core k's from `k * per_core`)."""
+        every core's output columns `first` on (core k's from `k * per_core`) of the block
+        of `width` output columns from `base` on (default: all of them)."""
         weight = self._weight(data["w"], layer, 3)
-        outputs = weight.shape[0]
+        base = data.get("base", 0)
+        width = data.get("width", weight.shape[0] - base)
         columns = (
-            np.arange(0, outputs, data["per_core"])[:, None] + data["first"]
+            np.arange(0, width, data["per_core"])[:, None] + data["first"]
             + np.arange(data["columns"])[None, :]
         ).reshape(-1)
-        columns = columns[columns < outputs]
+        columns = base + columns[columns < width]
         tile = weight[columns, data["at"] : data["at"] + data["inputs"]].astype(F16)
         linked = self.link[(data["dst"], key)] = _Linked.empty(tile.size, "hbm")
         linked.values[:], linked.stamp[:] = tile.reshape(-1), self.raised["hbm"]
-        linked.meta = (data["w"], columns, data["at"])
+        linked.meta = (data["w"], columns, data["at"], base, width)
 
     def _read(self, data: dict, layer: int, key) -> None:
         """A piece of the context of a cache in HBM streamed towards SRAM-PIM: the keys the
@@ -654,7 +657,8 @@ class IsaMachine:
         elif op == SramOp.ALLGATHER:  # a streamed linear's input slice, gathered by every core
             x = self._whole(self._buffer(src0, where), where, last)
             target = self._buffer(dst, where)
-            target.whole, target.meta = x[:, data["at"] : data["at"] + data["inputs"]], data["at"]
+            target.whole = x[:, data["at"] : data["at"] + data["inputs"]]
+            target.meta = data.get("rows_at", 0) + data["at"]  # the weight rows it multiplies
         elif op == SramOp.VCU:
             fn = VcuFn(int(record["kind"]))
             self._whole_vcu(fn, data, cores, dst, src0, src1, layer, last, where)
@@ -668,23 +672,22 @@ class IsaMachine:
     def _tcu_linear(self, data, cores, dst, src0, src1, layer, where) -> None:
         """One tile of a streamed linear on the TCUs: FP16 inputs, FP32 accumulators (from the
         bias at a column block's first tile), the FP16 result in the buffer (a decode step's:
-        each core's part of it)."""
+        each core's part of it; a blocked FFN's: the block's columns)."""
         x, w = self._buffer(src0, where), self._buffer(src1, where)
         target = self._buffer(dst, where)
-        name, columns, at = w.meta
+        _, columns, at, base, outputs = w.meta
         if x.meta != at:
             raise HpimError(
                 f"{where} multiplies input columns from {x.meta} by weight rows from {at}"
             )
         inputs = self._whole(x, where)
-        outputs = self._weight(name, layer, 3).shape[0]
         if target.acc is None or target.acc.shape != (len(inputs), outputs):
             target.acc = np.full((len(inputs), outputs), np.nan, F32)
         if data["start"]:
             bias = self._weight(data["bias"], layer, 2)[columns] if "bias" in data else 0
-            target.acc[:, columns] = bias
+            target.acc[:, columns - base] = bias
         product = np.asarray(inputs, F32) @ np.asarray(w.whole, F32).T
-        target.acc[:, columns] += product
+        target.acc[:, columns - base] += product
         if "holds" in target.data:
             target.whole = target.acc.astype(F16)
         else:
