@@ -56,9 +56,12 @@ class ChannelGroup:
 
 
 def channel_groups(tile: GemvTile) -> list[ChannelGroup]:
-    groups = [ChannelGroup(0, tile.channels_hi, tile.rows_hi)]
+    """The tile's channels that compute `rows_hi` rows, then (if any) those that compute
+    `rows_lo`."""
+    split = tile.channel_lo + tile.channels_hi
+    groups = [ChannelGroup(tile.channel_lo, split, tile.rows_hi)]
     if tile.channels_lo:
-        groups.append(ChannelGroup(tile.channels_hi, tile.channels, tile.rows_lo))
+        groups.append(ChannelGroup(split, tile.channel_hi, tile.rows_lo))
     return groups
 
 
@@ -122,7 +125,7 @@ def lower_gemv(
     spans = split_groups(tile.groups, pieces)
     for index, (first, count) in enumerate(spans):
         for group in channel_groups(tile):
-            out = 0 if group.lo == 0 else tile.channels_hi * tile.rows_hi
+            out = (group.lo - tile.channel_lo) * tile.rows_hi  # rows of the channels before
             group_count = -(-group.rows // banks)
             if first >= group_count:
                 continue

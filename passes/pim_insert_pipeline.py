@@ -1,4 +1,5 @@
-"""`pim-insert-pipeline`: materialize the schedule of `pim-schedule` as signal/wait pairs."""
+"""`pim-insert-pipeline`: materialize the schedule of `pim-schedule` as signal/wait pairs (and
+the issue order of its `pim.concurrent` GEMVs)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from hpim_ir.dialects import pim
 from hpim_ir.errors import HpimError
-from hpim_ir.passes.pim_schedule import STAGE, overlap_allowed, stage_of
+from hpim_ir.passes.pim_schedule import CONCURRENT_ATTR, STAGE, overlap_allowed, stage_of
 from hpim_ir.passes.pim_tile_hbm import GemvTile, from_dict_attr
 
 GRANULARITIES = ("head", "tile", "none")
@@ -84,6 +85,37 @@ def _start_of_stage(block: Block, place: pim.PlaceAttr, consumer: Operation) -> 
     return next(op for op in block.ops if op is consumer or starts(op))
 
 
+def _issue_concurrent(linear: pim.LinearOp) -> None:
+    """Move a `pim.concurrent` GEMV (and the weight read it alone uses) before the first
+    HBM-PIM wait after the last GEMV before it reading the same input, so the HBM-PIM
+    stream issues it before anything that stalls. Its operands are that GEMV's input and its
+    own weight, so the move keeps every value defined before its use."""
+    block = linear.parent_block()
+    assert block is not None
+    ops = list(block.ops)
+    at = ops.index(linear)
+    previous = max(
+        index
+        for index, op in enumerate(ops[:at])
+        if isinstance(op, pim.LinearOp) and op.place == pim.HBM and op.input == linear.input
+    )
+    waits = [
+        index
+        for index in range(previous + 1, at)
+        if isinstance(ops[index], pim.WaitOp) and ops[index].place == pim.HBM
+    ]
+    if not waits:
+        return  # nothing between the two holds it back
+    stall = ops[waits[0]]
+    weight = linear.weight.owner
+    moved = [linear]
+    if isinstance(weight, pim.GetWeightOp) and weight in ops[waits[0] : at]:
+        moved.insert(0, weight)
+    for op in moved:
+        op.detach()
+        Rewriter.insert_op(op, InsertPoint.before(stall))
+
+
 @dataclass(frozen=True)
 class PimInsertPipelinePass(ModulePass):
     """Insert a `pim.signal` after every `pim.transfer` (on the producing subsystem) and a
@@ -101,6 +133,12 @@ class PimInsertPipelinePass(ModulePass):
       `CONTEXT_PIECES` pieces; `head` one head at a time (only channels that
       compute several heads get more than one piece); `none` sends everything whole (the
       subsystems still overlap where the schedule lets them).
+
+    A GEMV `pim-schedule` marked `pim.concurrent` (its channels disjoint from the previous
+    GEMV on its input: GQA's V beside K) moves, with its weight read, before the first
+    HBM-PIM wait after that GEMV (K's wait for its RoPE from SRAM-PIM, in front of K's
+    cache append): the in-order HBM-PIM stream then issues it while the other GEMV still
+    computes, instead of behind the wait and the cache traffic.
 
     Requires `pim-schedule` (the `stage` attributes) and, for tiling, `pim-tile-hbm`.
     """
@@ -130,3 +168,5 @@ class PimInsertPipelinePass(ModulePass):
                 consumer = _start_of_stage(block, transfer.destination, consumer)
             Rewriter.insert_op(pim.WaitOp(token, transfer.destination, tiles), InsertPoint.before(consumer))
             transfer.properties["tiles"] = IntegerAttr(tiles, 64)
+        for linear in [g for g in op.walk() if CONCURRENT_ATTR in g.attributes]:
+            _issue_concurrent(linear)

@@ -9,15 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, UnitAttr
 from xdsl.ir import Block, Operation
 from xdsl.passes import ModulePass
 
 from hpim_ir.dialects import pim
 from hpim_ir.errors import HpimError
+from hpim_ir.passes.pim_tile_hbm import GemvTile, from_dict_attr
 
 STAGE = "stage"
 OVERLAP_ATTR = "pim.overlap"
+CONCURRENT_ATTR = "pim.concurrent"
+"""Set on an HBM-PIM GEMV that may be issued right after the previous GEMV reading the same
+input: their channels are disjoint, so the two compute at once (`pim-insert-pipeline`)."""
 
 
 def overlap_allowed(module: ModuleOp) -> bool:
@@ -49,6 +53,25 @@ def _stage_block(block: Block, entry_stage: int) -> None:
         op.properties[STAGE] = IntegerAttr(stage, 64)
 
 
+def _disjoint(first: pim.LinearOp, second: pim.LinearOp) -> bool:
+    """Whether two tiled GEMVs compute on no common channel."""
+    a, b = (from_dict_attr(GemvTile, linear.tile) for linear in (first, second))
+    return a.channel_hi <= b.channel_lo or b.channel_hi <= a.channel_lo
+
+
+def _mark_concurrent(block: Block) -> None:
+    """Mark each tiled HBM GEMV whose channels are disjoint from those of the last GEMV
+    before it in the block that reads the same input (GQA's V beside K, `pim-tile-hbm`)."""
+    last: dict = {}  # input value -> the last tiled HBM GEMV reading it
+    for op in block.ops:
+        if not isinstance(op, pim.LinearOp) or op.place != pim.HBM or op.tile is None:
+            continue
+        previous = last.get(op.input)
+        if previous is not None and _disjoint(previous, op):
+            op.attributes[CONCURRENT_ATTR] = UnitAttr()
+        last[op.input] = op
+
+
 def stage_of(op: Operation) -> int:
     return op.properties[STAGE].value.data  # type: ignore[union-attr]
 
@@ -70,6 +93,13 @@ class PimScheduleAnalysisPass(ModulePass):
 
     `pim-insert-pipeline` reads the stages and `pim.overlap` and materializes the
     synchronization.
+
+    It also marks `pim.concurrent` an HBM-PIM GEMV whose channels are disjoint from those
+    of the last GEMV before it that reads the same input (GQA's V beside K, as
+    `pim-tile-hbm` places them): `pim-insert-pipeline` issues it ahead of the HBM-PIM waits
+    between the two, so it computes while the other does. In program order, V would wait
+    behind K's cache append, which waits for SRAM-PIM's RoPE of K, and its channels would
+    idle through K's GEMV.
     """
 
     name = "pim-schedule"
@@ -79,3 +109,6 @@ class PimScheduleAnalysisPass(ModulePass):
         for inner in op.walk():
             if inner.name == "func.func":
                 _stage_block(inner.regions[0].block, 0)
+            for region in inner.regions:
+                for block in region.blocks:
+                    _mark_concurrent(block)

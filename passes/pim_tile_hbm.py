@@ -16,6 +16,18 @@ The GEMV mapping (the paper's §compiler step 3, made concrete where it is silen
   `channels // heads` channels (its rows split evenly between them). The attention on the
   SRAM side then receives each head from its own channels, which is what the pipeline
   overlaps. Every other FC layer is split *row-wise* evenly over all channels.
+- K and V of grouped-query attention (fewer key/value heads than query heads) *fill the
+  banks* instead: each head goes over only `min(channels // heads, ceil(head_dim / banks))`
+  channels (up to `banks` rows a channel: the same output groups per bank on fewer
+  channels), and V's channels follow K's (from `channel_lo`) when both fit, else V starts
+  at channel 0 again. Why: a channel's GEMV time is set by its input (one `mac_ab` per 16
+  inputs and output group, all banks in lock-step on one shared global buffer), not by how
+  many of its banks hold a row. Spread over every channel, LLaMA-3-8B's K (8 heads of 128)
+  puts 16 rows on each channel's 64 banks and takes as long as Q's 4096 rows; on 16
+  channels of 64 rows it takes as long, and V computes at the same time on 16 other
+  channels (`pim-schedule` has it issued before K's cache traffic). Splitting a row's
+  inputs over the idle banks (split-K) cannot do this: every bank multiplies the same
+  broadcast input column. MHA keeps the paper's spread (its K and V are as large as Q).
 - Channel loads differ by at most one head (head-wise) or one row (row-wise): a remainder is
   spread over the first channels, never dropped.
 
@@ -30,11 +42,11 @@ banks' rows the pass fails with the bytes needed and available.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from hpim_ir.dialects import pim
@@ -65,12 +77,14 @@ def from_dict_attr(cls: type, attr: DictionaryAttr):
 
 @dataclass(frozen=True)
 class GemvTile:
-    """How one `out x in` GEMV is spread over HBM-PIM. Channels `[0, channels_hi)` compute
-    `rows_hi` output rows each, the next `channels_lo` channels `rows_lo` each."""
+    """How one `out x in` GEMV is spread over HBM-PIM. Channels `[channel_lo, channel_lo +
+    channels_hi)` compute `rows_hi` output rows each, the next `channels_lo` channels
+    `rows_lo` each."""
 
     scheme: str  # "head" or "row"
     in_features: int
     out_features: int
+    channel_lo: int  # the first channel (0 unless placed beside another GEMV, `fill_banks`)
     channels_hi: int
     rows_hi: int
     channels_lo: int
@@ -84,7 +98,13 @@ class GemvTile:
 
     @property
     def channels(self) -> int:
+        """How many channels compute the GEMV (from `channel_lo` on)."""
         return self.channels_hi + self.channels_lo
+
+    @property
+    def channel_hi(self) -> int:
+        """One past the last channel."""
+        return self.channel_lo + self.channels
 
     @property
     def dram_rows(self) -> int:
@@ -101,8 +121,12 @@ def _split(total: int, parts: int) -> tuple[int, int, int, int]:
     return extra, small + 1, parts - extra, small
 
 
-def gemv_tile(out: int, inp: int, hbm: HbmConfig, heads: int | None = None) -> GemvTile:
-    """The tile of an `out x in` GEMV; `heads` (Q/K/V) asks for the head-wise split."""
+def gemv_tile(
+    out: int, inp: int, hbm: HbmConfig, heads: int | None = None, fill_banks: bool = False
+) -> GemvTile:
+    """The tile of an `out x in` GEMV from channel 0 on; `heads` (Q/K/V) asks for the
+    head-wise split, `fill_banks` (GQA's K and V) for heads over as few channels as keep
+    their output groups per bank (the module docstring)."""
     channels = hbm.total_channels
     values_per_column = hbm.column_bytes // BYTES_FP16
     segment_cols = min(hbm.columns, hbm.global_buffer_slots)
@@ -117,6 +141,8 @@ def gemv_tile(out: int, inp: int, hbm: HbmConfig, heads: int | None = None) -> G
             per_channel, per_head = h_hi, 1
         else:
             per_head = channels // heads
+            if fill_banks:
+                per_head = min(per_head, -(-head_dim // hbm.banks_per_channel))
             n_hi, r_hi, n_lo, r_lo = _split(head_dim, per_head)
             split = (n_hi * heads, r_hi, n_lo * heads, r_lo)
             per_channel = 0
@@ -129,6 +155,7 @@ def gemv_tile(out: int, inp: int, hbm: HbmConfig, heads: int | None = None) -> G
         scheme=scheme,
         in_features=inp,
         out_features=out,
+        channel_lo=0,
         channels_hi=n_hi,
         rows_hi=rows_hi,
         channels_lo=n_lo,
@@ -142,9 +169,10 @@ def gemv_tile(out: int, inp: int, hbm: HbmConfig, heads: int | None = None) -> G
     )
 
 
-def attention_heads(value: SSAValue) -> int | None:
+def attention_heads(value: SSAValue) -> tuple[int, int] | None:
     """The query or key/value head count of the attention op `value` feeds (through
-    transfers, RoPE and the cache append), or None if it feeds no attention."""
+    transfers, RoPE and the cache append) and that op's query head count, or None if it
+    feeds no attention."""
     pending, seen = [value], set()
     while pending:
         current = pending.pop()
@@ -153,11 +181,10 @@ def attention_heads(value: SSAValue) -> int | None:
             if user in seen:
                 continue
             seen.add(user)
-            if isinstance(user, pim.AttentionScoresOp):
-                heads = user.num_heads if use.index == 0 else user.num_kv_heads
-                return heads.value.data
-            if isinstance(user, pim.AttentionValuesOp):
-                return user.num_kv_heads.value.data
+            if isinstance(user, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
+                query = isinstance(user, pim.AttentionScoresOp) and use.index == 0
+                heads = user.num_heads if query else user.num_kv_heads
+                return heads.value.data, user.num_heads.value.data
             if isinstance(user, (pim.TransferOp, pim.RoPEOp, pim.KVAppendOp)):
                 pending.extend(user.results)
     return None
@@ -166,12 +193,14 @@ def attention_heads(value: SSAValue) -> int | None:
 @dataclass(frozen=True)
 class HbmPlacement:
     """Where a weight (or the KV cache) lives in every bank it uses: rows
-    `[row_base + layer * layer_stride, + rows)`. `layer_stride` is 0 for non-layered data."""
+    `[row_base + layer * layer_stride, + rows)` of channels `[channel_lo, channel_lo +
+    channels)`. `layer_stride` is 0 for non-layered data."""
 
     row_base: int
     rows: int
     layer_stride: int
     channels: int
+    channel_lo: int = 0
 
 
 CONTEXT_STRIPE_COLUMNS = 8
@@ -235,12 +264,20 @@ class PimTileHbmPass(ModulePass):
         hbm = load_hardware(self.hw).hbm
         decls = _weight_decls(op)
         tiles: dict[str, GemvTile] = {}
+        free_channel: dict[Block | None, int] = {}  # per block: after the last K/V filled
         for linear in op.walk():
             if not isinstance(linear, pim.LinearOp) or linear.place != pim.HBM:
                 continue
             out, inp = linear.weight.type.get_shape()
-            heads = attention_heads(linear.result) if self.qkv == "head" else None
-            tile = gemv_tile(out, inp, hbm, heads)
+            found = attention_heads(linear.result) if self.qkv == "head" else None
+            heads, query_heads = found if found is not None else (None, None)
+            fill = heads is not None and heads < query_heads  # GQA's K or V
+            tile = gemv_tile(out, inp, hbm, heads, fill)
+            if fill:
+                lo = free_channel.get(linear.parent_block(), 0)
+                lo = lo if lo + tile.channels <= hbm.total_channels else 0
+                tile = replace(tile, channel_lo=lo)
+                free_channel[linear.parent_block()] = tile.channel_hi
             linear.tile = to_dict_attr(tile)
             weight_op = linear.weight.owner
             assert isinstance(weight_op, Operation)
@@ -252,11 +289,11 @@ class PimTileHbmPass(ModulePass):
                 continue
             if name in tiles:
                 rows = tiles[name].dram_rows
-                channels = tiles[name].channels
+                channels = (tiles[name].channels, tiles[name].channel_lo)
             else:  # vectors (biases) and lookup-only tables: spread over every bank
                 shape = decl.type.get_shape()
                 per_layer = decl.num_elements // (shape[0] if decl.layered else 1)
-                rows, channels = _vector_rows(per_layer, hbm), hbm.total_channels
+                rows, channels = _vector_rows(per_layer, hbm), (hbm.total_channels, 0)
             (layered if decl.layered else flat).append((decl, rows, channels))
 
         # A KV cache in HBM is layered data too: each layer's K (V) for every position
@@ -268,17 +305,17 @@ class PimTileHbmPass(ModulePass):
             if isinstance(cache, pim.KVCacheOp) and cache.place == pim.HBM:
                 _, capacity, width = cache.type.get_shape()
                 per_ctx, div = context_stripes(width, hbm.total_channels, hbm)
-                layered.append((cache, -(-capacity * per_ctx // div), hbm.total_channels))
+                layered.append((cache, -(-capacity * per_ctx // div), (hbm.total_channels, 0)))
 
         stride = sum(rows for _, rows, _ in layered)
         layers = next((d.type.get_shape()[0] for d, _, _ in layered), 0)
         base = 0
         for decl, rows, channels in layered:
-            decl.placement = to_dict_attr(HbmPlacement(base, rows, stride, channels), on="hbm")
+            decl.placement = to_dict_attr(HbmPlacement(base, rows, stride, *channels), on="hbm")
             base += rows
         base = layers * stride
         for decl, rows, channels in flat:
-            decl.placement = to_dict_attr(HbmPlacement(base, rows, 0, channels), on="hbm")
+            decl.placement = to_dict_attr(HbmPlacement(base, rows, 0, *channels), on="hbm")
             base += rows
         if base > hbm.rows:
             what = "the model's weights" + (

@@ -2,6 +2,7 @@
 // RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim,pim-tile-hbm,pim-schedule,pim-insert-pipeline{granularity=head}' | filecheck %s --check-prefix=HEAD
 // RUN: hpim import opt-30b | hpim-opt -p 'convert-llm-to-pim{policy=serial},pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=SERIAL
 // RUN: hpim import llama-2-7b | hpim-opt -p 'convert-llm-to-pim{policy=serial kv-cache=hbm},pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=LLAMA
+// RUN: hpim import llama-3-8b | hpim-opt -p 'convert-llm-to-pim{kv-cache=hbm},pim-tile-hbm,pim-schedule,pim-insert-pipeline' | filecheck %s --check-prefix=GQA
 
 // hpim, tile granularity: K and V cross in 2 pieces (OPT-30B's K/V GEMVs hold 2 output groups
 // per bank), and SRAM-PIM waits for each value right before its first use: it appends K
@@ -58,3 +59,16 @@
 // LLAMA-NEXT: pim.transfer
 // LLAMA-NEXT: pim.signal [[TV]] : i64 on #pim.hbm
 // LLAMA-NEXT: pim.attention_values
+
+// GQA, KV cache in HBM: V's GEMV (pim.concurrent, channels 16..31) is issued right after K's
+// (channels 0..15), before the HBM-PIM wait for SRAM-PIM's RoPE of K that K's append needs:
+// in program order it would sit behind that wait and K's cache traffic.
+// GQA-LABEL: pim.layers 32
+// GQA: %[[X:.*]] = pim.transfer %{{.*}} from #pim.sram to #pim.hbm
+// GQA: pim.linear %[[X]], %{{.*}}channel_lo = 0 : i64, channels_hi = 64 : i64
+// GQA: pim.linear %[[X]], %{{.*}}channel_lo = 0 : i64, channels_hi = 16 : i64
+// GQA-NOT: pim.wait {{[0-9]+}} : i64 on #pim.hbm
+// GQA: %[[V:.*]] = pim.linear %[[X]], %{{.*}}pim.concurrent{{.*}}channel_lo = 16 : i64
+// GQA-NEXT: pim.wait {{[0-9]+}} : i64 on #pim.hbm
+// GQA-NEXT: pim.kv_append %{{.*}} into @key_cache
+// GQA: pim.kv_append %[[V]] into @value_cache
