@@ -8,9 +8,10 @@ scheduler at each step's context length. By default a few context lengths are si
 the steps between them interpolated (a step's time is piecewise affine in the context: the
 attention grows with it, the rest does not); `exact=True` simulates every step. The prefill
 is compiled per prompt length (cached the same way) and simulated by the same scheduler
-(`measure_prefill`), or, with `prefill_mode="steps"`, run token by token as decode steps
-(`PREFILL_MODES`); `prefill_estimate`, an analytic roofline, is the independent bound the
-tests hold the simulated prefill to.
+(`compiled_prefill_runs`), or, with `prefill_mode="steps"`, run token by token as decode
+steps (`PREFILL_MODES`); `prefill_estimate`, an analytic roofline, is the independent bound
+the tests hold the simulated prefill to. Each phase plans its simulations (`Runs`), and one
+pool of worker processes runs them all (`measure_all`).
 
 Baselines are named GPU baselines first (`hpim_ir.baselines`), then hardware presets or files:
 another PIM design is simulated by this same simulator, with its preset and its policy.
@@ -307,19 +308,36 @@ class SimulationReport:
         return report
 
 
-def run_request(
-    options: CompileOptions,
-    prompt: int,
-    generate: int,
-    program,
-    hw: Hardware,
-    exact: bool = False,
-    samples: int = 8,
+@dataclass(frozen=True)
+class Runs:
+    """Simulations a result needs (`measure_steps`'s (program, context) pairs) and how
+    their measures, in order, make it: the phases of a request plan their runs first, so
+    one pool of workers simulates them all (`measure_all`)."""
+
+    runs: list[tuple[object, int]]
+    finish: Callable[[list[StepMeasure]], object]
+
+
+def measure_all(
+    plans: list[Runs], hw: Hardware, workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
-    workers: int = 1,
-) -> tuple[np.ndarray, list[StepMeasure]]:
-    """The decode contexts simulated and their steps of `program` (all of them if `exact`,
-    else `samples` of them; `workers` as `measure_steps`)."""
+) -> list:
+    """Each plan's result, its runs simulated together with the others' (`measure_steps`,
+    in the plans' order: put the longest runs first, the workers take them in order)."""
+    measures = measure_steps([run for plan in plans for run in plan.runs], hw, workers, progress)
+    results, at = [], 0
+    for plan in plans:
+        results.append(plan.finish(measures[at : at + len(plan.runs)]))
+        at += len(plan.runs)
+    return results
+
+
+def decode_runs(
+    options: CompileOptions, prompt: int, generate: int, program, exact: bool = False,
+    samples: int = 8,
+) -> Runs:
+    """The decode steps of a request to simulate, all of them if `exact`, else `samples`
+    of them; they finish as (the contexts simulated, their measures)."""
     config = load_config(options.model)
     if prompt < 1 or generate < 1:
         raise HpimError(f"prompt ({prompt}) and generate ({generate}) must be at least 1")
@@ -330,8 +348,7 @@ def run_request(
         )
     contexts = decode_contexts(prompt, generate)
     chosen = contexts if exact else sampled_contexts(contexts, samples)
-    runs = [(program, int(context)) for context in chosen]
-    return chosen, measure_steps(runs, hw, workers, progress)
+    return Runs([(program, int(context)) for context in chosen], lambda measures: (chosen, measures))
 
 
 _FORKED: tuple[list, Hardware] | None = None
@@ -439,25 +456,35 @@ def with_layers(program, layers: int):
     return replace(program, hbm=hbm, sections=tuple(fewer(s) for s in program.sections))
 
 
+def compiled_prefill_runs(program, layers: int, exact: bool = False) -> Runs:
+    """The runs of a compiled prefill, finishing as its `PrefillMeasure`. Unless `exact`,
+    with three and with one iteration of each chunk's layer section, extrapolated to
+    `layers`: every layer of a chunk does the same work, so after the first each adds about
+    the same time. Not exactly: the rows it reads differ, and the first layers' increments
+    still change as the two streams' overlap settles (OPT-125M at 64 tokens: 34.80, 34.90,
+    35.00, then 35.10 us a layer), so the increment is the mean of the second and third
+    layers' (`tests/test_prefill.py` bounds the difference)."""
+    if exact or layers <= 3:
+        return Runs([(program, 0)], lambda measures: _prefill_measure(measures[0]))
+
+    def extrapolated(measures: list[StepMeasure]) -> PrefillMeasure:
+        three, one = (np.array([m.ns, m.energy_pj] + part_columns(m)) for m in measures)
+        ns, energy_pj, *columns = one + (three - one) / 2 * (layers - 1)
+        return PrefillMeasure(float(ns), float(energy_pj), *parts_of(columns))
+
+    return Runs([(with_layers(program, n), 0) for n in (3, 1)], extrapolated)
+
+
+def _prefill_measure(step: StepMeasure) -> PrefillMeasure:
+    return PrefillMeasure(step.ns, step.energy_pj, step.parts_ns, step.spans_ns)
+
+
 def measure_prefill(
     program, hw: Hardware, layers: int, exact: bool = False, workers: int = 1
 ) -> PrefillMeasure:
-    """Simulate a compiled prefill with the central scheduler. Unless `exact`, with one and
-    with three iterations of each chunk's layer section, extrapolated to `layers`: every
-    layer of a chunk does the same work, so after the first each adds about the same time.
-    Not exactly: the rows it reads differ, and the first layers' increments still change as
-    the two streams' overlap settles (OPT-125M at 64 tokens: 34.80, 34.90, 35.00, then 35.10
-    us a layer), so the increment is the mean of the second and third layers'
-    (`tests/test_prefill.py` bounds the difference). `workers` as `measure_steps`."""
-    if exact or layers <= 3:
-        full = measure_step(program, hw, 0)
-        return PrefillMeasure(full.ns, full.energy_pj, full.parts_ns, full.spans_ns)
-    one, three = (
-        np.array([m.ns, m.energy_pj] + part_columns(m))
-        for m in measure_steps([(with_layers(program, n), 0) for n in (1, 3)], hw, workers)
-    )
-    ns, energy_pj, *columns = one + (three - one) / 2 * (layers - 1)
-    return PrefillMeasure(float(ns), float(energy_pj), *parts_of(columns))
+    """Simulate a compiled prefill with the central scheduler (`compiled_prefill_runs`);
+    `workers` as `measure_steps`."""
+    return measure_all([compiled_prefill_runs(program, layers, exact)], hw, workers)[0]
 
 
 PREFILL_MODES = ("gemm", "steps")
@@ -480,15 +507,25 @@ def simulate_prefill(
     exact: bool = False, decode_program=None, samples: int = 8, mode: str = "gemm",
     workers: int = 1,
 ) -> SimulatedPrefill:
-    """Simulate the prefill of `prompt` tokens in `mode` (`PREFILL_MODES`).
+    """Simulate the prefill of `prompt` tokens in `mode` (`prefill_runs`); `workers` as
+    `measure_steps`."""
+    runs = prefill_runs(options, prompt, use_cache, exact, decode_program, samples, mode)
+    return measure_all([runs], hw, workers)[0]
 
-    `gemm` compiles (or loads) the prefill program and simulates it. A policy that places
+
+def prefill_runs(
+    options: CompileOptions, prompt: int, use_cache: bool = True, exact: bool = False,
+    decode_program=None, samples: int = 8, mode: str = "gemm",
+) -> Runs:
+    """The runs of the prefill of `prompt` tokens in `mode` (`PREFILL_MODES`), finishing as
+    a `SimulatedPrefill`.
+
+    `gemm` compiles (or loads) the prefill program (`compiled_prefill_runs`). A policy that places
     the prefill's projections on HBM-PIM (`hbm-only`) has no GEMM to run them as, and a
     prefill that fills a KV cache resident in SRAM-PIM is not lowered: such a design
     processes the prompt token by token, as `steps` does (and `hpim run`), so its prefill is
     `prompt` steps of `decode_program` at contexts 0 .. prompt - 1 (the steps' times summed;
-    `samples` of them simulated and the rest interpolated unless `exact`). `workers` as
-    `measure_steps`."""
+    `samples` of them simulated and the rest interpolated unless `exact`)."""
     from hpim_ir.passes.lower_sram_linear import KvCacheInSram, PrefillOnHbm
 
     if mode not in PREFILL_MODES:
@@ -500,25 +537,20 @@ def simulate_prefill(
             if decode_program is None:
                 raise
         else:
-            layers = load_config(options.model).layers
-            return SimulatedPrefill(measure_prefill(program, hw, layers, exact, workers), "gemm")
+            runs = compiled_prefill_runs(program, load_config(options.model).layers, exact)
+            return Runs(runs.runs, lambda measures: SimulatedPrefill(runs.finish(measures), "gemm"))
     if decode_program is None:
         raise HpimError("a prefill run as decode steps needs the compiled decode step")
-    measure = token_by_token(decode_program, hw, prompt, exact, samples, workers)
-    return SimulatedPrefill(measure, "steps")
-
-
-def token_by_token(
-    decode_program, hw: Hardware, prompt: int, exact: bool, samples: int, workers: int = 1
-) -> PrefillMeasure:
-    """A prefill run as `prompt` decode steps, at contexts 0 .. prompt - 1."""
     contexts = np.arange(prompt)
     chosen = contexts if exact else sampled_contexts(contexts, samples)
-    measures = measure_steps([(decode_program, int(ctx)) for ctx in chosen], hw, workers)
-    table = np.array([[m.ns, m.energy_pj] + part_columns(m) for m in measures])
-    per_step = table if exact else interpolate(chosen.astype(float), table, contexts.astype(float))
-    ns, energy_pj, *columns = per_step.sum(axis=0)
-    return PrefillMeasure(float(ns), float(energy_pj), *parts_of(columns))
+
+    def summed(measures: list[StepMeasure]) -> SimulatedPrefill:
+        table = np.array([[m.ns, m.energy_pj] + part_columns(m) for m in measures])
+        per_step = table if exact else interpolate(chosen.astype(float), table, contexts.astype(float))
+        ns, energy_pj, *columns = per_step.sum(axis=0)
+        return SimulatedPrefill(PrefillMeasure(float(ns), float(energy_pj), *parts_of(columns)), "steps")
+
+    return Runs([(decode_program, int(ctx)) for ctx in chosen], summed)
 
 
 def resolve_policy(hw: str, policy: str | None) -> str:
@@ -606,8 +638,8 @@ def simulate_request(
 ) -> SimulationReport:
     """Compile (or load) the decode step, simulate the request (the prompt in
     `prefill_mode`, `PREFILL_MODES`), compare with baselines (each machine in its own
-    default: the `gemm` prefill where it has one). The steps simulate in `workers`
-    processes (`measure_steps`)."""
+    default: the `gemm` prefill where it has one). The prefill's runs and the decode steps
+    simulate together in `workers` processes (`measure_all`)."""
     config = load_config(options.model)
     hw = load_hardware(options.hw)
     gpu = {name: _is_gpu_baseline(name) for name in baselines}  # a bad name fails first
@@ -619,22 +651,21 @@ def simulate_request(
 
         progress_bar = Progress(transient=True)
         progress_bar.start()
-        task = progress_bar.add_task("decode steps", total=None)
+        task = progress_bar.add_task("simulating", total=None)
 
     def progress(done: int, total: int) -> None:
         if progress_bar is not None:
             progress_bar.update(task, completed=done, total=total)
 
+    decode = decode_runs(options, prompt, generate, program, exact, samples)
+    first = prefill_runs(options, prompt, use_cache, exact, program, samples, prefill_mode)
     try:
-        chosen, measures = run_request(
-            options, prompt, generate, program, hw, exact, samples, progress, workers
-        )
+        # The prefill's runs first: its three-layer run is the longest, and a pool's
+        # workers take the runs in order.
+        simulated, (chosen, measures) = measure_all([first, decode], hw, workers, progress)
     finally:
         if progress_bar is not None:
             progress_bar.stop()
-    simulated = simulate_prefill(
-        options, prompt, hw, use_cache, exact, program, samples, prefill_mode, workers
-    )
     prefill = simulated.measure
     contexts = decode_contexts(prompt, generate)
     table = np.array(

@@ -12,11 +12,11 @@ from hpim_ir.simulate import (
     cache_key,
     compiled_program,
     decode_contexts,
+    decode_runs,
     interpolate,
     measure_step,
     measure_steps,
     prefill_estimate,
-    run_request,
     sampled_contexts,
 )
 
@@ -66,7 +66,7 @@ def test_prefill_estimate_by_hand() -> None:
 
 def test_request_must_fit_positions() -> None:
     with pytest.raises(HpimError, match="exceeds opt-125m's 2048 positions"):
-        run_request(CompileOptions("opt-125m"), 2000, 100, program=None, hw=None)
+        decode_runs(CompileOptions("opt-125m"), 2000, 100, program=None)
 
 
 def test_steps_in_worker_processes_are_the_steps_of_one_process() -> None:
