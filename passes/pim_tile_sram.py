@@ -51,13 +51,21 @@ def attention_tile(heads: int, kv_heads: int, cores: int) -> AttentionTile:
     group = heads // kv_heads
     if heads >= cores:
         per_core = -(-heads // cores)
+        used = -(-heads // per_core)
+        # Core c runs query heads [c * per_core, (c + 1) * per_core), which read key/value
+        # heads h // group: a core's heads may straddle two groups (6 heads of 2 groups on 3
+        # cores: core 1 runs heads 2 and 3, of key/value heads 0 and 1).
+        kv_per_core = max(
+            (min((c + 1) * per_core, heads) - 1) // group - c * per_core // group + 1
+            for c in range(used)
+        )
         return AttentionTile(
             case="one-per-core" if heads == cores else "phases",
-            cores=-(-heads // per_core),
+            cores=used,
             heads=heads,
             kv_heads=kv_heads,
             heads_per_core=per_core,
-            kv_heads_per_core=-(-per_core // group),
+            kv_heads_per_core=kv_per_core,
             cores_per_head=1,
         )
     per_head = cores // heads

@@ -379,6 +379,29 @@ def test_random_shapes_compute_the_model(
     assert relative_error(got, np.concatenate(rows).astype(np.float32)) <= TOLERANCE
 
 
+def test_a_core_whose_query_heads_straddle_two_groups(tiny_machine: str) -> None:
+    # Found by the property above: 6 query heads in 2 groups of 3 on the tiny machine's 4
+    # cores run 2 a core on 3 cores; core 1's heads 2 and 3 read key/value heads 0 and 1,
+    # so its macros must hold both (`attention_tile`), and the last core's second
+    # key/value head is padding.
+    shape = {
+        "model_type": "llama", "vocab_size": 40, "hidden_size": 48, "num_hidden_layers": 1,
+        "num_attention_heads": 6, "num_key_value_heads": 2, "intermediate_size": 8,
+        "max_position_embeddings": 16, "rms_norm_eps": 1e-5,
+    }
+    config = config_from_dict(shape, "straddle", "straddle")
+    module = build_module(config, "decode", prompt=1)
+    weights = random_weights(module, seed=1, std=0.2)
+    HpimLowerPass(hw=tiny_machine, pipeline=False, kv_cache="sram").apply(Context(), module)
+    tokens = [0, 7, 39]
+    got = run_tokens(module, weights, tokens, load_hardware(tiny_machine)).astype(np.float32)
+    decode, cache, rows = build_module(config, "decode", prompt=1), KVCache(), []
+    for token in tokens:
+        logits, cache = run_decode(decode, weights, token, cache)
+        rows.append(logits)
+    assert relative_error(got, np.concatenate(rows).astype(np.float32)) <= TOLERANCE
+
+
 @pytest.mark.slow
 def test_opt_125m_on_the_paper_machine() -> None:
     # Full size on `hpim`: q_proj's 768 rows as 13 and 12 per channel, two input segments

@@ -996,7 +996,8 @@ class IsaMachine:
         cache = self._cache("sram", layout["cache"], layer, width)
         for core in cores:
             elements = source.elements(core)
-            cache[self.position, elements] = source.values[core]
+            inside = elements < width  # a last core's heads past the last are padding
+            cache[self.position, elements[inside]] = source.values[core][inside]
 
     def _attention(self, op, data, cores, dst, src0, src1, layer, key, where) -> None:
         """q.K^T (scores of the core's head `phase` over its slice of the context) or s.V
