@@ -25,6 +25,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolRefAttr,
     TensorType,
+    UnitAttr,
 )
 from xdsl.ir import Dialect, Operation, ParametrizedAttribute, SSAValue
 from xdsl.irdl import (
@@ -205,12 +206,15 @@ class _PlacedSymbol:
 @irdl_op_definition
 class WeightOp(llm.WeightBase, _PlacedSymbol):
     """A model parameter with the subsystem that holds it (`place`) and, once tiled, where in
-    it (`placement`: for HBM `{on = "hbm", channels, row_base, rows_per_layer, ...}`)."""
+    it (`placement`: for HBM `{on = "hbm", channels, row_base, rows_per_layer, ...}`).
+    `gemv_layout`: a matrix laid out for the HBM-PIM GEMV a decode step runs on it, though
+    this module's linear streams it to SRAM-PIM (a prefill): one layout serves both phases."""
 
     name = "pim.weight"
 
     place = prop_def(PlaceAttr)
     placement = opt_prop_def(DictionaryAttr)
+    gemv_layout = opt_prop_def(UnitAttr)
 
     def verify_(self) -> None:
         llm.WeightBase.verify_(self)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, TensorType, UnitAttr
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -163,6 +163,15 @@ class _Partitioner:
                 "kv-cache=hbm, or a policy that computes attention on SRAM-PIM)"
             )
         self.weight_places = _weight_places(module, self.op_places)
+        # Matrices a decode step reads in HBM-PIM GEMVs keep that layout in every phase,
+        # also where this one streams them to SRAM-PIM (a prefill's GEMMs).
+        self.gemv_layout = {
+            op.weight.owner.weight.string_value()
+            for op, place in self.op_places.items()
+            if isinstance(op, llm.LinearOp) and place != pim.HBM
+            and isinstance(op.weight.owner, llm.GetWeightOp)
+            and policy.place(op, "gemv", 1) == pim.HBM
+        }
 
     def place_of(self, op: Operation) -> pim.PlaceAttr:
         # Memory work happens where the data lives: a weight read or an embedding lookup in
@@ -235,7 +244,10 @@ class _Partitioner:
     def rewrite_symbol(self, op: llm.WeightOp | llm.KVCacheOp) -> None:
         if isinstance(op, llm.WeightOp):
             place = self.weight_places.get(op.sym_name.data, pim.HBM)
-            new = pim.WeightOp.create(properties={**op.properties, "place": place})
+            properties = {**op.properties, "place": place}
+            if op.sym_name.data in self.gemv_layout:
+                properties["gemv_layout"] = UnitAttr()
+            new = pim.WeightOp.create(properties=properties)
         else:
             new = pim.KVCacheOp.create(properties={**op.properties, "place": self.kv_cache})
         Rewriter.replace_op(op, new)
@@ -261,7 +273,9 @@ class ConvertLlmToPimPass(ModulePass):
       (`hbm-only`) needs `hbm`: `sram` is an error naming both.
 
     Weight matrices and embedding tables always live in HBM; a GEMM on SRAM-PIM (prefill)
-    therefore reads them through a transfer. Per-feature parameters (norms, biases) live with
+    therefore reads them through a transfer, and a matrix the policy multiplies in HBM-PIM
+    as a decode GEMV is marked `gemv_layout` (`pim-tile-hbm` lays it out for that GEMV in
+    both phases). Per-feature parameters (norms, biases) live with
     their op. Memory work runs where the data lives: embedding lookups in HBM (one row per
     token crosses the link, not the table), `llm.kv_append` where the cache is. The hidden state between layers and
     the returned logits are on SRAM-PIM. Records `pim.policy` and `pim.overlap` on the module

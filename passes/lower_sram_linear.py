@@ -199,14 +199,15 @@ def _ceil(a: int, b: int) -> int:
 
 
 def stream_span(
-    op: type[hbm_isa.ReadOp | hbm_isa.WriteOp], row_base: int, offset: int, nbytes: int,
-    channels: int, hbm: HbmConfig,
+    op: type[hbm_isa.ReadOp | hbm_isa.WriteOp], placement: HbmPlacement, offset: int,
+    nbytes: int, hbm: HbmConfig,
 ) -> tuple[list[Operation], int]:
-    """`nbytes` read (written) at byte `offset` per channel of data laid out from row
-    `row_base` over every bank of channels `[0, channels)`: the rest of a row begun, whole
-    rows, then the columns of a last partial row (a macro starts at column 0: a span that
-    begins mid-row reads as many columns from the row's start, which takes the same time);
-    and the offset after the span."""
+    """`nbytes` read (written) at byte `offset` per channel of data `placement` lays out
+    over every bank of its channels, from its row (of layer 0): the rest of a row begun,
+    whole rows, then the columns of a last partial row (a macro starts at column 0: a span
+    that begins mid-row reads as many columns from the row's start, which takes the same
+    time); and the offset after the span."""
+    channels, lo, row_base = placement.channels, placement.channel_lo, placement.row_base
     per_channel = _ceil(nbytes, channels)
     per_row = hbm.banks_per_channel * hbm.row_bytes
     per_column = hbm.banks_per_channel * hbm.column_bytes
@@ -216,12 +217,12 @@ def stream_span(
         row, within = divmod(position, per_row)
         if within == 0 and end - position >= per_row:
             rows = (end - position) // per_row
-            ops.append(op(ch_lo=0, ch_hi=channels, row=row_base + row, rows=rows, cols=hbm.columns))
+            ops.append(op(ch_lo=lo, ch_hi=lo + channels, row=row_base + row, rows=rows, cols=hbm.columns))
             position += rows * per_row
         else:
             upto = min(end, (row + 1) * per_row)
             cols = _ceil(upto - position, per_column)
-            ops.append(op(ch_lo=0, ch_hi=channels, row=row_base + row, rows=1, cols=cols))
+            ops.append(op(ch_lo=lo, ch_hi=lo + channels, row=row_base + row, rows=1, cols=cols))
             position = upto
     return ops, end
 
@@ -365,8 +366,8 @@ def lower_streamed_linear(
         if t >= 2:
             streams.hbm(hbm_isa.WaitOp(tok=free[t - 2]))
         reads, offsets[o] = stream_span(
-            hbm_isa.ReadOp, out.placement.row_base, offsets[o], inputs * total * BYTES_FP16,
-            out.placement.channels, streams.hw.hbm,
+            hbm_isa.ReadOp, out.placement, offsets[o], inputs * total * BYTES_FP16,
+            streams.hw.hbm,
         )
         # A tile's name on the link (a blocked FFN's: with where its rows and columns start).
         base = out.block[0] if out.block else 0
@@ -729,8 +730,8 @@ class _PrefillLowering:
         placement = self._placement(op.cache)
         width = _width(op.value)
         writes, _ = stream_span(
-            hbm_isa.WriteOp, placement.row_base, chunk.first * width * BYTES_FP16 // placement.channels,
-            tokens * width * BYTES_FP16, placement.channels, self.hw.hbm,
+            hbm_isa.WriteOp, placement, chunk.first * width * BYTES_FP16 // placement.channels,
+            tokens * width * BYTES_FP16, self.hw.hbm,
         )
         data = {
             "cache": op.cache.string_value(), "src": self.streams.name(op.value),
@@ -984,8 +985,8 @@ class _PrefillLowering:
         placement = self._placement(append.cache)
         width = _width(append.value) * BYTES_FP16
         reads, _ = stream_span(
-            hbm_isa.ReadOp, placement.row_base, first * width // placement.channels,
-            tokens * width, placement.channels, self.hw.hbm,
+            hbm_isa.ReadOp, placement, first * width // placement.channels, tokens * width,
+            self.hw.hbm,
         )
         token = streams.token()
         cache = append.cache.string_value()

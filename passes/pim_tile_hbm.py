@@ -35,8 +35,13 @@ Weights are laid out layer-major in every bank: the rows of all layered weights 
 (and of its KV cache, when the cache is in HBM, sized for the model's maximum positions in
 stripes of `CONTEXT_STRIPE_COLUMNS` columns, a row each, as a decode step streams it out)
 follow those of layer `l - 1`, so one per-layer row stride locates any layer; non-layered
-weights (embedding tables, the LM head) follow the last layer. If the total exceeds the
-banks' rows the pass fails with the bytes needed and available.
+weights (embedding tables, the LM head) follow the last layer. A matrix is laid out for its
+GEMV's tile (its channels, `dram_rows` per bank per layer) also where this module streams it
+to SRAM-PIM, if its declaration is `gemv_layout` (a prefill of a policy whose decode step
+multiplies it in HBM-PIM): both phases read it from the same channels. (Per-feature vectors
+live where their op runs, so their rows, and the row bases after them, differ between the
+phases; no phase reads the other's.) If the total exceeds the banks' rows the pass fails
+with the bytes needed and available.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.ir import Attribute, Block, SSAValue
 from xdsl.passes import ModulePass
 
 from hpim_ir.dialects import pim
@@ -240,8 +245,8 @@ def _fit_error(needed_rows: int, hbm: HbmConfig, what: str) -> HpimError:
 @dataclass(frozen=True)
 class PimTileHbmPass(ModulePass):
     """Tile every `pim.linear` on `#pim.hbm` (`tile` = a `GemvTile`) and give every
-    HBM-resident weight and KV cache its `placement` (an `HbmPlacement`): see the module
-    docstring for the mapping.
+    HBM-resident weight and KV cache its `placement` (an `HbmPlacement`; a `gemv_layout`
+    weight as its GEMV's tile lays it out): see the module docstring for the mapping.
 
     Options:
     - `hw` (default `hpim`): a hardware preset name or a TOML file.
@@ -266,7 +271,13 @@ class PimTileHbmPass(ModulePass):
         tiles: dict[str, GemvTile] = {}
         free_channel: dict[Block | None, int] = {}  # per block: after the last K/V filled
         for linear in op.walk():
-            if not isinstance(linear, pim.LinearOp) or linear.place != pim.HBM:
+            if not isinstance(linear, pim.LinearOp):
+                continue
+            weight = linear.weight
+            while isinstance(weight.owner, pim.TransferOp):  # streamed to SRAM-PIM
+                weight = weight.owner.input
+            name = weight.owner.weight.string_value()
+            if linear.place != pim.HBM and decls[name].gemv_layout is None:
                 continue
             out, inp = linear.weight.type.get_shape()
             found = attention_heads(linear.result) if self.qkv == "head" else None
@@ -278,10 +289,9 @@ class PimTileHbmPass(ModulePass):
                 lo = lo if lo + tile.channels <= hbm.total_channels else 0
                 tile = replace(tile, channel_lo=lo)
                 free_channel[linear.parent_block()] = tile.channel_hi
-            linear.tile = to_dict_attr(tile)
-            weight_op = linear.weight.owner
-            assert isinstance(weight_op, Operation)
-            tiles[weight_op.weight.string_value()] = tile
+            if linear.place == pim.HBM:
+                linear.tile = to_dict_attr(tile)
+            tiles[name] = tile  # the weight's layout (`gemv_layout`: also when streamed)
 
         layered, flat = [], []
         for name, decl in decls.items():

@@ -173,6 +173,30 @@ def test_prefill_in_chunks_when_activations_do_not_fit() -> None:
     assert names == ["prologue.0", "layers.0", "prologue.1", "layers.1", "epilogue"]
 
 
+def _channels_by_weight(module, op_type) -> dict[str, set[int]]:
+    """The channels each weight's `op_type` instructions (their `data`'s `w`) work on."""
+    channels: dict[str, set[int]] = {}
+    for op in module.walk():
+        if isinstance(op, op_type) and "data" in op.attributes and "w" in op.attributes["data"].data:
+            weight = op.attributes["data"].data["w"].data
+            channels.setdefault(weight, set()).update(range(op.ch_lo.value.data, op.ch_hi.value.data))
+    return channels
+
+
+def test_the_prefill_reads_each_weight_from_the_channels_a_decode_step_computes_it_on() -> None:
+    # One layout serves both phases: OPT-125M's 12 heads take 64 // 12 = 5 channels each,
+    # so a decode step's Q/K/V GEMVs run on channels 0..60, and the prefill streams those
+    # weights from the same 60 channels (the FFN's and the output projection's from all 64).
+    prefill = _lowered("opt-125m", 32)
+    decode = import_model("opt-125m")
+    HpimLowerPass(hw="hpim").apply(Context(), decode)
+    reads = _channels_by_weight(prefill, hbm_isa.ReadOp)
+    gemvs = _channels_by_weight(decode, hbm_isa.GemvOp)
+    assert reads["q_proj"] == gemvs["q_proj"] == set(range(60))
+    assert reads["fc1"] == gemvs["fc1"] == set(range(64))
+    assert all(reads[w] == gemvs[w] for w in ("k_proj", "v_proj", "o_proj", "fc2"))
+
+
 def test_an_ffn_too_wide_to_fit_runs_in_blocks_of_its_intermediate() -> None:
     # LLaMA-3-8B at 128 tokens: gate and up are 2 x 128 x 14336 x 2 B / 32 = 224 KiB per
     # core, with the hidden state, the norm's output and down's result more than the 384

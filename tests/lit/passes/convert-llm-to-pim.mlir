@@ -9,7 +9,7 @@
 // hpim (decode): weight GEMVs on HBM-PIM, attention and nonlinear ops on SRAM-PIM, a
 // transfer at every crossing; the KV cache resident in SRAM-PIM by default.
 // HPIM: builtin.module attributes {{.*}}pim.policy = "hpim", pim.overlap = true
-// HPIM: pim.weight @q_proj layered {{.*}}place = #pim.hbm
+// HPIM: pim.weight @q_proj layered {{.*}}place = #pim.hbm}
 // HPIM: pim.weight @attn_norm layered {{.*}}place = #pim.sram
 // HPIM: pim.kv_cache @key_cache : tensor<12x2048x768xf16> {place = #pim.sram}
 // HPIM-LABEL: func.func @decode_step
@@ -41,7 +41,10 @@
 // SERIAL: pim.policy = "serial", pim.overlap = false
 // SERIAL: pim.attention_scores {{.*}}place = #pim.sram
 
-// Prefill: the GEMMs on SRAM-PIM's TCUs, reading their weights from HBM through the link.
+// Prefill: the GEMMs on SRAM-PIM's TCUs, reading their weights from HBM through the link;
+// a matrix the decode step multiplies in HBM-PIM keeps that GEMV's layout (`gemv_layout`).
+// PREFILL: pim.weight @q_proj layered {{.*}}place = #pim.hbm, gemv_layout}
+// PREFILL: pim.weight @q_proj.bias layered {{.*}}place = #pim.sram}
 // PREFILL-LABEL: func.func @prefill
 // PREFILL: %[[W:.*]] = pim.get_weight @q_proj{{.*}}place = #pim.hbm
 // PREFILL: %[[WS:.*]] = pim.transfer %[[W]] from #pim.hbm to #pim.sram
