@@ -2,7 +2,8 @@
 
 `HpimError` is the one exception type that tools turn into a clean diagnostic: the message
 names what is wrong (the key, the tensor, the op) and the tool exits non-zero without a
-traceback. `run_guarded` is that rule, shared by `hpim` and `hpim-opt`.
+traceback. `run_guarded` is that rule, shared by `hpim` and `hpim-opt`; `write_text` writes
+a tool's output file under it (a path that cannot be written is an `HpimError`).
 """
 
 import os
@@ -14,6 +15,16 @@ class HpimError(Exception):
     """Bad input or an impossible request; `str(error)` is the whole message for the user."""
 
     exit_code: int = 1
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to the file `path`; a path that cannot be written (a missing folder, a
+    directory, no permission) raises HpimError `cannot write PATH: reason`."""
+    try:
+        with open(path, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as error:
+        raise HpimError(f"cannot write {path}: {error.strerror}") from None
 
 
 def run_guarded(

@@ -136,7 +136,10 @@ class HpimOptMain(xDSLOptMain):
 
     def register_all_frontends(self):
         def parse_mlir(io: IO[bytes]) -> ModuleOp:
-            text = io.read().decode()
+            try:
+                text = io.read().decode()
+            except UnicodeDecodeError:
+                raise HpimError(f"cannot read {self.get_input_name()}: not UTF-8 text") from None
             parser = LocatingParser(
                 self.ctx, text, self.get_input_name(), self._chunk_line_offset
             )

@@ -150,6 +150,8 @@ def random_weights(
     1 + normal(0, 0.1). Unlike a fresh Hugging Face model, biases and gains are not 0 and 1,
     so every tensor affects the logits and a test sees one that is lost.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise HpimError(f"the seed of random weights must be a non-negative integer, got {seed!r}")
     module = _as_module(module_or_config)
     gains = {
         op.gamma.owner.weight.root_reference.data
@@ -191,6 +193,17 @@ class _Checkpoint:
             weight_map = json.loads(path.read_text())["weight_map"]
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
             raise HpimError(f"{path}: not a shard index with a 'weight_map': {error}") from None
+        if not isinstance(weight_map, dict):
+            raise HpimError(
+                f"{path}: 'weight_map' must map tensor names to shard files, got "
+                f"{type(weight_map).__name__}"
+            )
+        for name, shard in weight_map.items():
+            if not isinstance(shard, str):
+                raise HpimError(
+                    f"{path}: 'weight_map' gives tensor '{name}' the shard {shard!r}; "
+                    "a shard is a file name"
+                )
         return {name: self.folder / shard for name, shard in weight_map.items()}
 
     def _handle(self, path: Path) -> Any:
@@ -229,6 +242,9 @@ class _Checkpoint:
                 f"{path}: tensor '{found}' has shape {_fmt(values.shape)}, but @{spec.symbol} "
                 f"needs {_fmt(spec.tensor_shape)}"
             )
+        if not np.isfinite(values).all():
+            bad = values[~np.isfinite(values)][0]
+            raise HpimError(f"{path}: tensor '{found}' holds {bad} (the weights must be finite)")
         with np.errstate(over="ignore"):
             half = values.astype(np.float16)
         if not np.isfinite(half).all():

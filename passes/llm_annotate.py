@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation
 from xdsl.passes import ModulePass
 
@@ -18,14 +19,25 @@ _MEMORY = (llm.KVAppendOp, llm.GetWeightOp, llm.EmbeddingOp, llm.PositionEmbeddi
 
 
 def step_tokens(module: ModuleOp) -> int:
-    """Tokens processed by the module's step (1 for a decode step), from `llm.model`."""
+    """Tokens processed by the module's step (1 for a decode step), from `llm.model`; it
+    must be what the step's function takes (its first argument, `tensor<Nxi32>`)."""
     info = module.attributes.get("llm.model")
     try:
-        return info.data["tokens"].value.data  # type: ignore[union-attr]
+        tokens = info.data["tokens"].value.data  # type: ignore[union-attr]
     except (AttributeError, KeyError):
         raise HpimError(
             "module has no llm.model attribute with 'tokens'; import it with `hpim import`"
         ) from None
+    for function in module.ops:
+        if not isinstance(function, func.FuncOp) or not function.args:
+            continue
+        ids = function.args[0].type
+        if isinstance(ids, TensorType) and ids.get_shape() != (tokens,):
+            raise HpimError(
+                f"llm.model gives tokens = {tokens}, but @{function.sym_name.data} takes "
+                f"{ids} (its first argument: the step's token ids)"
+            )
+    return tokens
 
 
 def kind_of(op: Operation, tokens: int) -> str | None:

@@ -131,6 +131,11 @@ class PimTileSramPass(ModulePass):
     max_context: int = 0
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.max_context < 0:
+            raise HpimError(
+                f"pim-tile-sram: max-context must be a number of tokens (0: the model's "
+                f"maximum), got {self.max_context}"
+            )
         hw = load_hardware(self.hw)
         cores = _cores(hw)
         tiles: dict[str, AttentionTile] = {}

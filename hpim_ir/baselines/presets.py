@@ -19,6 +19,7 @@ from typing import Any
 
 from hpim_ir.baselines.gpu import GpuSpec, StackSpec
 from hpim_ir.errors import HpimError
+from hpim_ir.hardware.config import number_problem
 from hpim_ir.hardware.loader import read_toml
 
 PRESETS = resources.files("hpim_ir.baselines") / "presets"
@@ -29,12 +30,12 @@ Reader = Callable[[str, Any], Any]  # (key path, value) -> value, or a problem v
 
 def _number(low: float, high: float | None = None, *, low_open: bool = False) -> Reader:
     def read(path: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError("must be a number")
-        if value < low or (low_open and value == low) or (high is not None and value > high):
-            if high is not None:
-                raise ValueError(f"must be in ({low:g}, {high:g}]")
+        if problem := number_problem(value):
+            raise ValueError(problem)
+        if value < low or (low_open and value == low):
             raise ValueError(f"must be {'greater than' if low_open else 'at least'} {low:g}")
+        if high is not None and value > high:
+            raise ValueError(f"must be in {'(' if low_open else '['}{low:g}, {high:g}]")
         return float(value)
 
     return read
@@ -69,17 +70,20 @@ def _text(path: str, value: Any) -> str:
 
 _POSITIVE = _number(0.0, low_open=True)
 _FRACTION = _number(0.0, 1.0, low_open=True)
-_NON_NEGATIVE = _number(0.0)
+# Upper bounds far beyond any GPU, so that a typo is an error rather than an infinite time:
+# 1 PiB of memory, a second per kernel launch or step.
+_MEMORY_GIB = _number(0.0, 2.0**20, low_open=True)
+_OVERHEAD_US = _number(0.0, 1e6)
 
 SCHEMA: dict[str, Reader] = {
     "gpu.part": _text,
-    "gpu.memory_gib": _POSITIVE,
+    "gpu.memory_gib": _MEMORY_GIB,
     "gpu.bandwidth_gb_s": _POSITIVE,
     "gpu.fp16_tflops": _POSITIVE,
     "efficiency.bandwidth": _FRACTION,
     "efficiency.compute": _FRACTION,
-    "overhead.kernel_us": _NON_NEGATIVE,
-    "overhead.step_us": _NON_NEGATIVE,
+    "overhead.kernel_us": _OVERHEAD_US,
+    "overhead.step_us": _OVERHEAD_US,
     "stack.fused_qkv": _flag,
     "stack.fused_gate_up": _flag,
     "stack.attention": _choice("fused", "unfused"),

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from xdsl.printer import Printer
 
     from hpim_ir import import_model
+    from hpim_ir.errors import write_text
 
     started = time.perf_counter()
     module = import_model(args.model, phase=args.phase, prompt=args.prompt)
@@ -82,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
         Printer(stream=stream).print_op(module)
         text = stream.getvalue() + "\n"
     if args.output:
-        with open(args.output, "w") as out:
-            out.write(text)
+        write_text(args.output, text)
     else:
         sys.stdout.write(text)
     return 0

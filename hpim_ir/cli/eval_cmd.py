@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hpim_ir.errors import HpimError
     from hpim_ir.evaluation import EvalPlan, evaluate, write_results
+    from hpim_ir.frontend import load_config
 
     if args.jobs < 1:
         raise HpimError(f"--jobs {args.jobs}: run at least one simulation at a time")
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         models = tuple(name.strip() for name in args.models.split(",") if name.strip())
         if not models:
             raise HpimError(f"--models {args.models!r}: name at least one model")
+        for model in models:  # a bad name fails here, not as a grid of failed runs
+            load_config(model)
         plan = EvalPlan(models=models, breakdown_model=models[-1], ablation_model=models[-1])
     try:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -19,18 +19,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import io
+
     from xdsl.printer import Printer
 
+    from hpim_ir.errors import write_text
     from hpim_ir.frontend import build_module, load_config, model_stats
+    from hpim_ir.frontend.config import check_prompt
 
     config = load_config(args.model)
+    want_stats = args.stats or args.json
+    if want_stats:  # a decode step does not depend on --prompt, but its statistics do
+        check_prompt(config, args.prompt)
     module = build_module(config, phase=args.phase, prompt=args.prompt)
     module.verify()
-    want_stats = args.stats or args.json
     if args.output or not want_stats:
-        with open(args.output, "w") if args.output else sys.stdout as stream:
-            Printer(stream=stream).print_op(module)
-            stream.write("\n")
+        text = io.StringIO()
+        Printer(stream=text).print_op(module)
+        text.write("\n")
+        if args.output:
+            write_text(args.output, text.getvalue())
+        else:
+            sys.stdout.write(text.getvalue())
     if want_stats:
         stats = model_stats(module)
         # FLOPs per decode token at the end of a prompt of --prompt tokens: the context then

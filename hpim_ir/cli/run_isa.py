@@ -55,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
     from hpim_ir.sim.scheduler import simulate_machine
     from hpim_ir.sim.trace_events import write_trace_events
 
+    if args.json and args.trace_commands == "-":
+        raise HpimError(
+            "--json and --trace-commands - both write to stdout; write the trace to a file"
+        )
     program = read_program(args.file)
     hw = load_hardware(args.hw)
     result = simulate_machine(

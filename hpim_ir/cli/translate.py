@@ -53,13 +53,9 @@ def _read(path: str) -> str:
 
 
 def _write(path: str | None, text: str) -> None:
-    from hpim_ir.errors import HpimError
+    from hpim_ir.errors import write_text
 
     if path is None:
         sys.stdout.write(text)
-        return
-    try:
-        with open(path, "w", encoding="utf-8") as stream:
-            stream.write(text)
-    except OSError as error:
-        raise HpimError(f"cannot write {path}: {error.strerror}") from None
+    else:
+        write_text(path, text)

@@ -58,6 +58,11 @@ class ModelConfig:
         return self.activation == "swiglu"
 
 
+# The range of positive FP32 values (the smallest subnormal to the largest finite).
+FP32_TINIEST = 2.0**-149
+FP32_MAX = (2 - 2.0**-23) * 2.0**127
+
+
 class _Keys:
     """Typed access to a config dict; every error names the file and the key."""
 
@@ -78,12 +83,21 @@ class _Keys:
             raise self._fail(key, f"must be at least {minimum}, got {value}")
         return value
 
-    def float(self, key: str, default: float | None = None) -> float:
+    def float(self, key: str, default: float | None = None, fp32: bool = False) -> float:
+        """A positive finite number; `fp32`: one that stays so in FP32 (the IR keeps it so)."""
         value = self.data.get(key, default)
         if value is None:
             raise self._fail(key, "is missing")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value < math.inf
+        ):
             raise self._fail(key, f"must be a positive number, got {value!r}")
+        if fp32 and not FP32_TINIEST <= value <= FP32_MAX:
+            raise self._fail(
+                key, f"is {value!r}, which FP32 cannot hold (it is kept as an FP32 attribute)"
+            )
         return float(value)
 
     def bool(self, key: str, default: bool) -> bool:
@@ -96,7 +110,7 @@ class _Keys:
         value = self.data.get(key, default)
         if value is None:
             raise self._fail(key, "is missing")
-        if value not in allowed:
+        if not isinstance(value, str) or value not in allowed:
             raise self._fail(key, f"is {value!r}; hpim supports {', '.join(map(repr, allowed))}")
         return allowed[value]
 
@@ -183,14 +197,14 @@ def _read_llama(name: str, keys: _Keys) -> ModelConfig:
         ffn=keys.int("intermediate_size"),
         max_positions=keys.int("max_position_embeddings"),
         norm="rms_norm",
-        norm_eps=keys.float("rms_norm_eps", 1e-6),
+        norm_eps=keys.float("rms_norm_eps", 1e-6, fp32=True),
         pre_norm=True,
         final_norm=True,
         activation="swiglu",
         bias=False,
         learned_positions=False,
         position_offset=0,
-        rope_theta=keys.float("rope_theta", 10000.0),
+        rope_theta=keys.float("rope_theta", 10000.0, fp32=True),
         embed_dim=hidden,
         tied_lm_head=keys.bool("tie_word_embeddings", False),
     )
@@ -216,7 +230,7 @@ def config_from_dict(data: dict[str, Any], name: str, source: str) -> ModelConfi
     model_type = data.get("model_type")
     if model_type is None:
         raise HpimError(f"{source}: key 'model_type' is missing")
-    if model_type not in READERS:
+    if not isinstance(model_type, str) or model_type not in READERS:
         raise HpimError(
             f"{source}: unknown model_type {model_type!r}; hpim supports "
             f"{', '.join(map(repr, READERS))}"

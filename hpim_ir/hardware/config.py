@@ -21,28 +21,60 @@ if TYPE_CHECKING:  # a runtime import would be circular: sram.py builds on this 
     from hpim_ir.hardware.sram import LinkConfig, SramConfig
 
 
+# Upper bounds far beyond any real device, so that a typo (an exponent too many) is an error
+# rather than a simulation that overflows int64 or runs for hours (the engines simulate idle
+# time refresh by refresh, and keep state per channel and per bank).
+MAX_CYCLES = 2**20
+"""A latency or timing in cycles: 1 ms at 1 GHz, 200 times the longest JEDEC timing (tREFI,
+about 5,000 cycles of an HBM3 command clock)."""
+MAX_DATA_RATE_GBPS = 100.0
+"""Gb/s per pin: 2.5 times the fastest DRAM signalling (GDDR7, about 40 Gb/s)."""
+MAX_CLOCK_MHZ = 100_000.0
+"""MHz: a 100 GHz core clock, 20 times any CMOS processor's."""
+MAX_LINK_GBS = 1_000_000.0
+"""GB/s: 1 PB/s between the subsystems, 100 times the aggregate HBM bandwidth of any chip."""
+MAX_CHANNELS = 2**12
+"""HBM-PIM channels in all stacks: 64 times the paper's 64."""
+MAX_BANKS = 2**12
+"""Banks per channel: 64 times HBM3's 64."""
+
+
 def spec(
     doc: str,
     unit: str,
     *,
     minimum: float = 1,
+    maximum: float | None = None,
     power_of_two: bool = False,
     cycles: bool = False,
     derived: bool = False,
 ) -> Any:
-    """A dataclass field carrying its schema: `minimum` (inclusive), `power_of_two` (the
-    address mapping slices it as a bit field), `cycles` (a timing that may also be given as
-    `t<NAME>_ns`), `derived` (computed by the loader, not a TOML key)."""
+    """A dataclass field carrying its schema: `minimum` and `maximum` (inclusive; no maximum
+    if None), `power_of_two` (the address mapping slices it as a bit field), `cycles` (a
+    timing that may also be given as `t<NAME>_ns`), `derived` (computed by the loader, not a
+    TOML key)."""
     return field(
         metadata={
             "doc": doc,
             "unit": unit,
             "minimum": minimum,
+            "maximum": maximum,
             "power_of_two": power_of_two,
             "cycles": cycles,
             "derived": derived,
         }
     )
+
+
+def range_problem(value: float, meta: Any) -> str | None:
+    """Why the number `value` is outside its field's [minimum, maximum] (None: it is inside),
+    for the loaders' messages."""
+    if value < meta["minimum"]:
+        return f"must be at least {meta['minimum']} ({meta['unit']})"
+    if meta["maximum"] is not None and value > meta["maximum"]:
+        limit = meta["maximum"]
+        return f"must be at most {int(limit) if limit == int(limit) else limit:,} ({meta['unit']})"
+    return None
 
 
 def number_problem(value: Any) -> str | None:
@@ -63,7 +95,7 @@ def choice_problem(kind: type[Enum], value: Any) -> str | None:
 
 
 def timing(doc: str) -> Any:
-    return spec(doc, "cycles", cycles=True)
+    return spec(doc, "cycles", maximum=MAX_CYCLES, cycles=True)
 
 
 def energy(doc: str, unit: str = "pJ") -> Any:
@@ -151,7 +183,9 @@ class HbmConfig:
     pu_accumulate: Accumulation = spec("precision of each bank PU's partial sums", "choice")
     global_buffer_bytes: int = spec("global (GEMV input) buffer per channel", "bytes")
     # The floor keeps tCK (4 / rate) a finite float; HBM1 already ran at 1 Gb/s.
-    data_rate_gbps: float = spec("data rate per pin", "Gb/s", minimum=0.1)
+    data_rate_gbps: float = spec(
+        "data rate per pin", "Gb/s", minimum=0.1, maximum=MAX_DATA_RATE_GBPS
+    )
     timing: HbmTiming = spec("timing table", "")
     energy: HbmEnergy = spec("energy per command", "")
 

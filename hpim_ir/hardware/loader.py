@@ -36,12 +36,15 @@ from typing import Any
 
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware.config import (
+    MAX_BANKS,
+    MAX_CHANNELS,
     Hardware,
     HbmConfig,
     HbmEnergy,
     HbmTiming,
     choice_problem,
     number_problem,
+    range_problem,
 )
 from hpim_ir.hardware.sram import (
     LinkConfig,
@@ -320,9 +323,8 @@ class _Reader:
             raise self.fail((path,), f"{shown}: must be an integer ({meta['unit']})")
         if item.type is float and (problem := number_problem(value)):
             raise self.fail((path,), f"{shown}: {problem} ({meta['unit']})")
-        if value < meta["minimum"]:
-            minimum = f"at least {meta['minimum']} ({meta['unit']})"
-            raise self.fail((path,), f"{shown}: must be {minimum}")
+        if problem := range_problem(value, meta):
+            raise self.fail((path,), f"{shown}: {problem}")
         if meta["power_of_two"] and value & (value - 1):
             raise self.fail(
                 (path,), f"{shown}: must be a power of two (the address mapping slices it as bits)"
@@ -378,6 +380,25 @@ def _read_hbm(tables: dict[str, Any] | None, prefix: str, reader: _Reader) -> Hb
     _check_timing(timing, timing_prefix, reader)
     energy = reader.values(HbmEnergy, reader.table(tables, "energy", prefix), f"{prefix}.energy")
 
+    channels = values["stacks"] * values["channels"]
+    reader.require(
+        channels <= MAX_CHANNELS,
+        f"{prefix}.channels",
+        f"stacks x channels = {channels} channels: must be at most {MAX_CHANNELS}",
+        f"{prefix}.stacks",
+    )
+    banks = math.prod(
+        values[key] for key in ("pseudo_channels", "ranks", "bank_groups", "banks_per_group")
+    )
+    reader.require(
+        banks <= MAX_BANKS,
+        f"{prefix}.banks_per_group",
+        f"pseudo_channels x ranks x bank_groups x banks_per_group = {banks} banks per "
+        f"channel: must be at most {MAX_BANKS}",
+        f"{prefix}.pseudo_channels",
+        f"{prefix}.ranks",
+        f"{prefix}.bank_groups",
+    )
     column_bytes = values["column_bytes"]
     reader.require(
         values["pu_multipliers"] == column_bytes // 2,

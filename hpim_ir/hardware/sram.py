@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from hpim_ir.errors import HpimError
-from hpim_ir.hardware.config import choice_problem, number_problem, spec
+from hpim_ir.hardware.config import (
+    MAX_CLOCK_MHZ,
+    MAX_CYCLES,
+    MAX_LINK_GBS,
+    choice_problem,
+    number_problem,
+    range_problem,
+    spec,
+)
 
 
 class KvPlacement(str, Enum):
@@ -74,7 +82,9 @@ class VcuConfig:
     over a vector pays `latency_cycles` of pipeline fill and drain."""
 
     lanes: int = spec("datapath width: FP16 elements read and written per cycle", "elements")
-    latency_cycles: int = spec("pipeline fill and drain of one pass over a vector", "cycles")
+    latency_cycles: int = spec(
+        "pipeline fill and drain of one pass over a vector", "cycles", maximum=MAX_CYCLES
+    )
     elementwise_per_cycle: int = spec("add, multiply (FMA), max, ReLU", "elements/cycle")
     reduce_per_cycle: int = spec(
         "max and sum reductions (adder / comparator tree)", "elements/cycle"
@@ -104,6 +114,7 @@ class PimConfig:
         "tree across macros, normalization)",
         "cycles",
         minimum=0,
+        maximum=MAX_CYCLES,
     )
 
     @property
@@ -127,7 +138,9 @@ class TransposeConfig:
     """The transpose unit: a matrix in activation memory to its transpose."""
 
     elements_per_cycle: int = spec("FP16 elements transposed per cycle", "elements/cycle")
-    latency_cycles: int = spec("pipeline fill and drain of one transpose", "cycles", minimum=0)
+    latency_cycles: int = spec(
+        "pipeline fill and drain of one transpose", "cycles", minimum=0, maximum=MAX_CYCLES
+    )
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,7 @@ class NocConfig:
 
     topology: NocTopology = choice("`mesh` or `ring`")
     link_bytes_per_cycle: int = spec("bandwidth of one directed link", "bytes/cycle")
-    hop_cycles: int = spec("router + link latency per hop", "cycles")
+    hop_cycles: int = spec("router + link latency per hop", "cycles", maximum=MAX_CYCLES)
     mesh_cols: int | None = optional("cores per mesh row (a mesh only)", "count")
 
 
@@ -148,8 +161,10 @@ class SramConfig:
     of activation memory."""
 
     cores: int = spec("cores", "count")
-    clock_mhz: float = spec("clock of the cores and the NoC", "MHz")
-    pipeline_stages: int = spec("in-order fetch/decode/execute pipeline depth", "stages")
+    clock_mhz: float = spec("clock of the cores and the NoC", "MHz", maximum=MAX_CLOCK_MHZ)
+    pipeline_stages: int = spec(
+        "in-order fetch/decode/execute pipeline depth", "stages", maximum=MAX_CYCLES
+    )
     activation_memory_bytes: int = spec("activation memory per core", "bytes")
     kv_cache: KvPlacement = choice("where the KV cache lives: `sram` or `hbm`")
     tcu: TcuConfig = spec("tensor compute unit", "")
@@ -186,8 +201,11 @@ class LinkConfig:
     direction, `bandwidth_gbs` each way, `latency_ns` from the first byte sent to the first
     byte received."""
 
-    bandwidth_gbs: float = spec("bandwidth in each direction", "GB/s", minimum=0.001)
-    latency_ns: float = spec("latency of a transfer", "ns", minimum=0)
+    bandwidth_gbs: float = spec(
+        "bandwidth in each direction", "GB/s", minimum=0.001, maximum=MAX_LINK_GBS
+    )
+    # At most a millisecond, as a latency in cycles (MAX_CYCLES) at 1 GHz.
+    latency_ns: float = spec("latency of a transfer", "ns", minimum=0, maximum=MAX_CYCLES)
 
     def bytes_per_cycle(self, clock_mhz: float) -> Fraction:
         """Bytes the link moves per cycle of a `clock_mhz` clock, exactly."""
@@ -256,10 +274,8 @@ class _Table:
             raise self.fail((path,), f"{shown}: must be an integer ({meta['unit']})")
         if kind is float and (problem := number_problem(value)):
             raise self.fail((path,), f"{shown}: {problem} ({meta['unit']})")
-        if value < meta["minimum"]:
-            raise self.fail(
-                (path,), f"{shown}: must be at least {meta['minimum']} ({meta['unit']})"
-            )
+        if problem := range_problem(value, meta):
+            raise self.fail((path,), f"{shown}: {problem}")
         return kind(value)
 
     def require(self, condition: bool, path: str, message: str, *others: str) -> None:
