@@ -236,6 +236,10 @@ def test_hardware_values_beyond_any_device_are_named(tmp_path: Path, line: str, 
         ("memory_gib = 80", "nan", "gpu.memory_gib = nan: must be a finite number"),
         ("memory_gib = 80", "1e308", "gpu.memory_gib = 1e+308: must be in (0, 1.04858e+06]"),
         ("kernel_us = 11.2", "2e6", "overhead.kernel_us = 2000000.0: must be in [0, 1e+06]"),
+        # Found by the mutation property: at 1e-300 GB/s and an efficiency of 1e-300 the
+        # achieved bandwidth underflows to 0 and every time is infinite.
+        ("bandwidth_gb_s = 2039", "1e-300", "gpu.bandwidth_gb_s = 1e-300: must be at least 1"),
+        ("bandwidth = 0.92", "1e-300", "efficiency.bandwidth = 1e-300: must be at least 0.001"),
     ],
 )
 def test_baseline_values_beyond_any_gpu_are_named(tmp_path: Path, line: str, value: str, message: str) -> None:

@@ -257,7 +257,7 @@ def test_requests_are_checked() -> None:
         ('extends = "a100"\n[efficiency]\nbandwith = 0.5\n',
          "unknown key 'efficiency.bandwith' (did you mean 'efficiency.bandwidth'?)"),
         ('extends = "a100"\n[efficiency]\nbandwidth = 1.5\n',
-         "efficiency.bandwidth = 1.5: must be in (0, 1]"),
+         "efficiency.bandwidth = 1.5: must be in [0.001, 1]"),
         ('extends = "a100"\n[stack]\nattention = "flash"\n',
          "stack.attention = 'flash': must be one of 'fused', 'unfused'"),
         ('extends = "a100"\n[overhead]\nkernel_us = -1\n',

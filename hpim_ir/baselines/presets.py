@@ -68,18 +68,21 @@ def _text(path: str, value: Any) -> str:
     return value
 
 
-_POSITIVE = _number(0.0, low_open=True)
-_FRACTION = _number(0.0, 1.0, low_open=True)
-# Upper bounds far beyond any GPU, so that a typo is an error rather than an infinite time:
-# 1 PiB of memory, a second per kernel launch or step.
+# Bounds far beyond any GPU, so that a typo is an error rather than an infinite time (a
+# bandwidth of 1e-300 GB/s at an efficiency of 1e-300 underflows to 0): 1 PiB of memory, 1
+# GB/s to 1 PB/s, 1 GFLOP/s to 1 EFLOP/s, efficiencies from 0.1%, a second per kernel
+# launch or step.
+_BANDWIDTH_GB_S = _number(1.0, 1e6)
+_TFLOPS = _number(1e-3, 1e6)
+_FRACTION = _number(1e-3, 1.0)
 _MEMORY_GIB = _number(0.0, 2.0**20, low_open=True)
 _OVERHEAD_US = _number(0.0, 1e6)
 
 SCHEMA: dict[str, Reader] = {
     "gpu.part": _text,
     "gpu.memory_gib": _MEMORY_GIB,
-    "gpu.bandwidth_gb_s": _POSITIVE,
-    "gpu.fp16_tflops": _POSITIVE,
+    "gpu.bandwidth_gb_s": _BANDWIDTH_GB_S,
+    "gpu.fp16_tflops": _TFLOPS,
     "efficiency.bandwidth": _FRACTION,
     "efficiency.compute": _FRACTION,
     "overhead.kernel_us": _OVERHEAD_US,
