@@ -17,6 +17,7 @@ from hpim_ir.passes.lower_hbm import (
     row_pieces,
 )
 from hpim_ir.passes.pim_tile_hbm import (
+    TILED_FOR,
     BYTES_FP16,
     GemvTile,
     HbmPlacement,
@@ -26,7 +27,7 @@ from hpim_ir.passes.pim_tile_sram import AttentionTile
 from hpim_ir.sim.sram.program import CTX, Affine, ProgramBuilder, Space, SramOp, VcuFn
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
@@ -304,6 +305,11 @@ class _Lowering:
     def lower_signal(self, op: pim.SignalOp) -> None:
         token, tiles = op.token.value.data, op.tiles.value.data if op.tiles else 1
         transfer = self.tokens[token]
+        if op.place != transfer.source:
+            raise HpimError(
+                f"convert-pim-to-isa: pim.signal {token} is on #{op.place.name}, but its "
+                f"transfer leaves #{transfer.source.name} (the producer raises the token)"
+            )
         if isinstance(transfer.input.owner, pim.GetWeightOp):
             return  # a weight streams in tiles with its linear, which syncs them itself
         if op.place == pim.HBM:
@@ -321,6 +327,12 @@ class _Lowering:
 
     def lower_wait(self, op: pim.WaitOp) -> None:
         token, tiles = op.token.value.data, op.tiles.value.data if op.tiles else 1
+        if op.place != self.tokens[token].destination:
+            raise HpimError(
+                f"convert-pim-to-isa: pim.wait {token} is on #{op.place.name}, but its "
+                f"transfer arrives on #{self.tokens[token].destination.name} (the consumer "
+                "waits)"
+            )
         if isinstance(self.tokens[token].input.owner, pim.GetWeightOp):
             return  # a weight streams in tiles with its linear (`lower_signal`)
         if op.place == pim.HBM:
@@ -856,6 +868,14 @@ class ConvertPimToIsaPass(ModulePass):
         hw = load_hardware(self.hw)
         if hw.sram is None:
             raise HpimError(f"hardware {hw.name!r} has no SRAM-PIM part to lower to")
+        tiled = op.attributes.pop(TILED_FOR, None)
+        for subsystem, name in (tiled.data.items() if isinstance(tiled, DictionaryAttr) else ()):
+            if name.data != hw.name:
+                raise HpimError(
+                    f"convert-pim-to-isa{{hw={self.hw}}} lowers for {hw.name!r}, but "
+                    f"pim-tile-{subsystem} tiled the module for {name.data!r}; give the "
+                    "passes the same hw"
+                )
         function = next((f for f in op.ops if isinstance(f, func.FuncOp)), None)
         if function is None or function.sym_name.data not in ("decode_step", "prefill"):
             raise HpimError(

@@ -565,8 +565,10 @@ class _PrefillLowering:
     # buffers ----------------------------------------------------------------------------
 
     def share(self, width: int, tokens: int) -> int:
-        """Bytes per core of `tokens x width` FP16 split evenly over the cores."""
-        return _ceil(tokens * width, self.streams.cores) * BYTES_FP16
+        """Bytes per core of `tokens x width` FP16 split evenly over the cores, and at least
+        each token's partial statistics (the norms all-gather them from the buffer: a
+        model narrower than 4 values a token per core leaves the rest padding)."""
+        return max(_ceil(tokens * width, self.streams.cores), 4 * tokens) * BYTES_FP16
 
     def new_buffer(self, value: SSAValue, nbytes: int) -> int:
         if value not in self.buffers:
@@ -742,7 +744,13 @@ class _PrefillLowering:
         self.deferred += [hbm_isa.WaitOp(tok=self.stored[op.value]), *writes]
 
     def _placement(self, ref) -> HbmPlacement:
-        return from_dict_attr(HbmPlacement, declaration(self.function, ref).placement)
+        placement = declaration(self.function, ref).placement
+        if placement is None:
+            raise HpimError(
+                f"convert-pim-to-isa: @{ref.string_value()} in HBM has no placement; run "
+                "pim-tile-hbm first"
+            )
+        return from_dict_attr(HbmPlacement, placement)
 
     def lower_vector(self, op: Operation, fn: VcuFn, tokens: int, chunk: Chunk) -> None:
         streams = self.streams

@@ -47,7 +47,7 @@ with the bytes needed and available.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr
@@ -71,11 +71,36 @@ def to_dict_attr(record: object, **extra: str | int) -> DictionaryAttr:
     return DictionaryAttr({k: attr(v) for k, v in {**asdict(record), **extra}.items()})
 
 
+TILED_FOR = "pim.tiled_for"
+"""Module attribute: the machine each tiling pass tiled for (`{hbm = NAME, sram = NAME}`),
+which `convert-pim-to-isa` must lower for (tiles of one machine on another would address
+channels or cores it does not have, or leave some idle)."""
+
+
+def record_tiled_for(module: ModuleOp, subsystem: str, hw_name: str) -> None:
+    """Record in `TILED_FOR` that `subsystem`'s tiles are for the machine `hw_name`."""
+    tiled = module.attributes.get(TILED_FOR)
+    entries = dict(tiled.data) if isinstance(tiled, DictionaryAttr) else {}
+    entries[subsystem] = StringAttr(hw_name)
+    module.attributes[TILED_FOR] = DictionaryAttr(entries)
+
+
 def from_dict_attr(cls: type, attr: DictionaryAttr):
-    """The dataclass `cls` read back from a DictionaryAttr written by `to_dict_attr`."""
+    """The dataclass `cls` read back from a DictionaryAttr written by `to_dict_attr`;
+    HpimError naming the entry if one is missing or of the wrong kind (hand-edited IR)."""
     values = {}
     for field in fields(cls):
-        entry = attr.data[field.name]
+        entry = attr.data.get(field.name)
+        if entry is None and field.default is not MISSING:
+            values[field.name] = field.default
+            continue
+        wanted = StringAttr if field.type == "str" else IntegerAttr
+        if not isinstance(entry, wanted):
+            kind = "a string" if wanted is StringAttr else "an integer"
+            found = "no such entry" if entry is None else f"got {entry}"
+            raise HpimError(
+                f"a {cls.__name__} dictionary needs '{field.name}' as {kind} ({found}): {attr}"
+            )
         values[field.name] = entry.data if isinstance(entry, StringAttr) else entry.value.data
     return cls(**values)
 
@@ -266,7 +291,9 @@ class PimTileHbmPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.qkv not in ("head", "row"):
             raise HpimError(f"pim-tile-hbm: qkv must be 'head' or 'row', got {self.qkv!r}")
-        hbm = load_hardware(self.hw).hbm
+        hw = load_hardware(self.hw)
+        hbm = hw.hbm
+        record_tiled_for(op, "hbm", hw.name)
         decls = _weight_decls(op)
         tiles: dict[str, GemvTile] = {}
         free_channel: dict[Block | None, int] = {}  # per block: after the last K/V filled

@@ -28,7 +28,7 @@ from xdsl.passes import ModulePass
 from hpim_ir.dialects import pim
 from hpim_ir.errors import HpimError
 from hpim_ir.hardware import Hardware, load_hardware
-from hpim_ir.passes.pim_tile_hbm import to_dict_attr
+from hpim_ir.passes.pim_tile_hbm import record_tiled_for, to_dict_attr
 from hpim_ir.sim.sram.timing import pim_bytes
 
 _ATTENTION = (pim.AttentionScoresOp, pim.AttentionValuesOp, pim.SoftmaxOp, pim.KVAppendOp)
@@ -138,6 +138,7 @@ class PimTileSramPass(ModulePass):
             )
         hw = load_hardware(self.hw)
         cores = _cores(hw)
+        record_tiled_for(op, "sram", hw.name)
         tiles: dict[str, AttentionTile] = {}
         for inner in op.walk():
             if inner.properties.get("place") != pim.SRAM or not pim.is_placed(inner):

@@ -18,6 +18,7 @@ from hpim_ir.asm import read_asm
 from hpim_ir.baselines.gpu import GpuBaseline
 from hpim_ir.baselines.presets import PRESETS as BASELINE_PRESETS
 from hpim_ir.cli import main
+from hpim_ir.opt import main as opt_main
 from hpim_ir.errors import HpimError
 from hpim_ir.frontend import build_module, config_from_dict, load_config
 from hpim_ir.hardware import load_hardware
@@ -228,6 +229,61 @@ def test_hardware_values_beyond_any_device_are_named(tmp_path: Path, line: str, 
     with pytest.raises(HpimError) as caught:
         load_hardware(path)
     assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def _lowered_up_to_isa(config: dict, phase: str, passes: str, tmp_path: Path) -> str:
+    """A tiny model's module after `hpim-opt -p PASSES` (text: to edit by hand)."""
+    module = build_module(config_from_dict(config, "tiny", "tiny"), phase, prompt=8)
+    source, lowered = tmp_path / "llm.mlir", tmp_path / "lowered.mlir"
+    source.write_text(str(module))
+    assert opt_main([str(source), "-p", passes, "-o", str(lowered)]) == 0
+    return lowered.read_text()
+
+
+PRE_ISA = "llm-annotate,convert-llm-to-pim,pim-tile-hbm,pim-tile-sram,pim-schedule,pim-insert-pipeline"
+
+
+def test_a_hand_edited_tile_names_the_missing_entry(capsys, tmp_path: Path) -> None:
+    text = _lowered_up_to_isa(TINY, "decode", PRE_ISA, tmp_path)
+    edited = tmp_path / "edited.mlir"
+    edited.write_text(re.sub(r"rows_hi = \d+ : i64, ", "", text, count=1))
+    assert opt_main([str(edited), "-p", "convert-pim-to-isa"]) == 1
+    err = capsys.readouterr().err
+    assert "a GemvTile dictionary needs 'rows_hi' as an integer (no such entry)" in err
+    edited.write_text(re.sub(r"groups = \d+ : i64", 'groups = "x"', text, count=1))
+    assert opt_main([str(edited), "-p", "convert-pim-to-isa"]) == 1
+    assert "a GemvTile dictionary needs 'groups' as an integer (got \"x\")" in capsys.readouterr().err
+
+
+def test_a_prefill_lowered_without_its_placements_says_which_pass_to_run(capsys, tmp_path: Path) -> None:
+    passes = "llm-annotate,convert-llm-to-pim,pim-tile-sram"
+    text = _lowered_up_to_isa(TINY, "prefill", passes, tmp_path)
+    untiled = tmp_path / "untiled.mlir"
+    untiled.write_text(text)
+    assert opt_main([str(untiled), "-p", "convert-pim-to-isa"]) == 1
+    assert "in HBM has no placement; run pim-tile-hbm first" in capsys.readouterr().err
+
+
+def test_tiles_of_one_machine_are_not_lowered_for_another(capsys, tmp_path: Path) -> None:
+    text = _lowered_up_to_isa(TINY, "decode", PRE_ISA, tmp_path)
+    tiled = tmp_path / "tiled.mlir"
+    tiled.write_text(text)
+    assert opt_main([str(tiled), "-p", "convert-pim-to-isa{hw=ianus-like}"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "hpim-opt: error: convert-pim-to-isa{hw=ianus-like} lowers for 'ianus-like', but "
+        "pim-tile-hbm tiled the module for 'hpim'; give the passes the same hw"
+    )
+
+
+def test_a_signal_on_the_consumer_side_is_named(capsys, tmp_path: Path) -> None:
+    text = _lowered_up_to_isa(TINY, "decode", PRE_ISA, tmp_path)
+    # The first signal is raised by HBM-PIM (the embedding lookup leaving for SRAM-PIM).
+    moved = re.sub(r"(pim.signal \d+ : i64) on #pim.hbm", r"\1 on #pim.sram", text, count=1)
+    assert moved != text
+    edited = tmp_path / "edited.mlir"
+    edited.write_text(moved)
+    assert opt_main([str(edited), "-p", "convert-pim-to-isa"]) == 1
+    assert "is on #pim.sram, but its transfer leaves #pim.hbm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from hpim_ir import import_model
 from hpim_ir.cli import main
 from hpim_ir.dialects import hbm_isa, sram_isa
 from hpim_ir.errors import HpimError
-from hpim_ir.frontend import load_config
+from hpim_ir.frontend import build_module, config_from_dict, load_config
 from hpim_ir.hardware import load_hardware
 from hpim_ir.passes.hpim_lower import HpimLowerPass
 from hpim_ir.passes.lower_sram_linear import (
@@ -181,6 +181,20 @@ def _channels_by_weight(module, op_type) -> dict[str, set[int]]:
             weight = op.attributes["data"].data["w"].data
             channels.setdefault(weight, set()).update(range(op.ch_lo.value.data, op.ch_hi.value.data))
     return channels
+
+
+def test_a_model_narrower_than_the_norms_statistics_per_core_lowers_and_simulates() -> None:
+    # Hidden 64 on 32 cores at 8 tokens: each core holds 8 x 64 / 32 = 16 values (32 B) of a
+    # norm's input, but gathers 8 B of statistics for each of the 8 tokens (64 B) from it; the
+    # buffers hold at least the statistics (the rest padding), as a decode step's do.
+    entries = {
+        "model_type": "opt", "vocab_size": 128, "hidden_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "ffn_dim": 128, "max_position_embeddings": 64,
+    }
+    module = build_module(config_from_dict(entries, "narrow", "narrow"), "prefill", prompt=8)
+    HpimLowerPass(hw="hpim").apply(Context(), module)
+    measured = measure_step(MachineProgram.from_module(module), HW, 0)
+    assert measured.ns > 0
 
 
 def test_the_prefill_reads_each_weight_from_the_channels_a_decode_step_computes_it_on() -> None:
