@@ -46,9 +46,10 @@ LLaMA-3-8B: 224 KiB a core) is *blocked* instead (`lower_blocked_ffn`): per bloc
 intermediate's columns (a multiple of the TCU columns on every core), up (and gate) stream
 the block's columns of their weights, the activation runs on the block, and down streams
 the block's rows of its weight, accumulating onto the earlier blocks' sums. Each weight is
-still read once; the FFN's input is gathered once per block. A chunk costs a whole weight
-stream, a block an all-gather of one input: the fewest chunks are chosen first, then the
-fewest blocks (`lower_prefill`).
+still read once; the FFN's input is gathered once per block, and the block buffers leave
+less room for the weight tiles. A chunk costs a whole weight stream, but only up to the
+chunk size where the TCUs' work outlasts the stream (`compute_bound_tokens`): the prefill
+blocks its FFNs only to reach that size (`lower_prefill`).
 
 Sections: per chunk `c` a `prologue.c` (embedding lookups in HBM, loaded over the link) and
 a `layers.c` (`repeat = layers`, rows moved by the weights' layer stride), then one
@@ -85,6 +86,7 @@ chunk's layers) rather than for the last token only: what `hpim run` checks row 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -1010,13 +1012,28 @@ class _PrefillLowering:
         return number
 
 
+def compute_bound_tokens(hw: Hardware) -> int:
+    """Tokens a chunk needs for a streamed linear's TCU work to outlast its weight stream:
+    per weight, `m` MACs at the TCUs' peak against 2 bytes at the stream's bandwidth (the
+    slower of the link and HBM), `m = 2 x peak MACs/s / bytes/s` (`hpim` preset: 99). A
+    larger chunk streams the weights fewer times but no faster per token."""
+    sram = hw.sram
+    macs_per_s = sram.cores * sram.tcu.rows * sram.tcu.cols * sram.clock_mhz * 1e6
+    bytes_per_s = min(hw.link.bandwidth_gbs, hw.hbm.peak_bandwidth_gbs) * 1e9
+    return math.ceil(2 * macs_per_s / bytes_per_s)
+
+
 def lower_prefill(
     module: ModuleOp, function: func.FuncOp, hw: Hardware, all_logits: bool = False
 ) -> list[Section]:
-    """The sections of a prefill (module docstring), in the fewest chunks whose buffers fit
-    the activation memory. HpimError if even one token at a time does not fit. `all_logits`:
-    every token's logits (an epilogue per chunk), for functional execution; the default
-    computes the last token's, as generation needs."""
+    """The sections of a prefill (module docstring): the largest chunks whose buffers fit
+    the activation memory as they are; if those are smaller than `compute_bound_tokens`
+    (each chunk streams every weight again), the largest chunks up to that size that fit
+    with the FFNs' intermediates in the fewest blocks (each block gathers the FFN's input
+    again and leaves less room for the weight tiles; beyond that size, blocks cost and
+    chunks no longer gain). HpimError if even one token at a time does not fit.
+    `all_logits`: every token's logits (an epilogue per chunk), for functional execution;
+    the default computes the last token's, as generation needs."""
     prompt = function.function_type.inputs.data[0].get_shape()[0]
     rows = hw.sram.tcu.rows
     # The whole prompt, else chunks that fill the TCUs' rows (multiples of them), else
@@ -1024,26 +1041,40 @@ def lower_prefill(
     sizes = [prompt, *range((prompt - 1) // rows * rows, 0, -rows)]
     sizes += [half for half in (rows >> k for k in range(1, rows.bit_length())) if half < prompt]
     error: DoesNotFit | None = None
-    for size in sizes:
+
+    def lowered(size: int, blocks: int) -> tuple[list[Section] | None, bool]:
+        """The sections in chunks of `size` with `blocks` (None if they do not fit), and
+        whether more blocks might fit."""
+        nonlocal error
         chunks = prompt_chunks(prompt, _ceil(prompt, size))
         # The last chunk reads the most earlier keys back: lowered alone first (a fraction
         # of the work), it fails early where the whole prompt would fail late.
         last = Chunk(0, chunks[-1].first, chunks[-1].tokens)
-        trials = [chunks] if len(chunks) == 1 else [[last], chunks]
-        # Fewer chunks first (each streams every weight again), then the fewest blocks of
-        # the FFNs' intermediates (each gathers the FFN's input again).
-        blocks = 1
-        while True:
-            try:
-                for trial in trials:
-                    lowering = _PrefillLowering(module, function, hw, trial, all_logits, blocks)
-                    sections = lowering.sections()
+        try:
+            for trial in [chunks] if len(chunks) == 1 else [[last], chunks]:
+                lowering = _PrefillLowering(module, function, hw, trial, all_logits, blocks)
+                sections = lowering.sections()
+            return sections, False
+        except DoesNotFit as failure:
+            error = failure
+            return None, lowering.more_blocks_may_fit
+
+    unblocked, fits = None, 0
+    for size in sizes:
+        unblocked, _ = lowered(size, 1)
+        if unblocked is not None:
+            fits = size
+            break
+    enough = min([s for s in sizes if s >= min(prompt, compute_bound_tokens(hw))])
+    for size in (s for s in sizes if fits < s <= enough):
+        blocks, more = 2, True
+        while more:
+            sections, more = lowered(size, blocks)
+            if sections is not None:
                 return sections
-            except DoesNotFit as failure:
-                error = failure
-                if not lowering.more_blocks_may_fit:
-                    break
-                blocks += 1
+            blocks += 1
+    if unblocked is not None:
+        return unblocked
     raise HpimError(
         f"the prefill does not fit the SRAM-PIM activation memory even one token at a time: "
         f"{error}"

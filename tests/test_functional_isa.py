@@ -520,8 +520,10 @@ def test_the_compiled_prefill_computes_the_model(
 
 
 # Machines whose activation memory cannot hold a prompt's FFN intermediate whole: with 8 x 8
-# TCUs the intermediate has several column blocks per core, and the prefill computes it
-# in blocks (`lower_blocked_ffn`: each block's up/gate columns, the activation, then down's
+# TCUs the intermediate has several column blocks per core, and over a 4 GB/s link a chunk
+# must hold 2 x 256 GMAC/s / 4 GB/s = 128 tokens before its GEMMs outlast its weight stream
+# (`compute_bound_tokens`), so the prefill takes larger chunks with the intermediate in
+# blocks (`lower_blocked_ffn`: each block's up/gate columns, the activation, then down's
 # rows accumulated onto the earlier blocks' sums).
 BLOCKED_FFN_MEMORY = {"opt-pre-ln": 10240, "llama-gqa": 5120}
 
@@ -532,7 +534,7 @@ def test_a_prefill_with_its_ffn_in_blocks_computes_the_model(
     memory = BLOCKED_FFN_MEMORY[long_model.config.name]
     hw = tmp_path / "small.toml"
     small = PREFILL_MACHINE.replace("= 28672\n", f"= {memory}\n")
-    hw.write_text(small + "[sram.tcu]\nrows = 8\ncols = 8\n")
+    hw.write_text(small + "[sram.tcu]\nrows = 8\ncols = 8\n[link]\nbandwidth_gbs = 4\n")
     prefill = compile_prefill(long_model, str(hw))
     bases = {
         op.attributes["data"].data["base"].value.data

@@ -21,6 +21,7 @@ from hpim_ir.passes.lower_sram_linear import (
     Section,
     StreamedOutput,
     Streams,
+    compute_bound_tokens,
     linear_tiling,
     lower_streamed_linear,
     prompt_chunks,
@@ -243,6 +244,23 @@ def test_an_ffn_too_wide_to_fit_runs_in_blocks_of_its_intermediate() -> None:
         if isinstance(op, sram_isa.AllgatherOp) and "rows_at" in op.attributes["data"].data
     }
     assert rows_at == {8192}
+
+
+def test_chunks_grow_by_blocking_only_up_to_where_compute_binds() -> None:
+    # hpim: 32 cores x 64 x 64 MACs at 1 GHz = 131.07 TMAC/s against 2662.4 GB/s; a weight
+    # is 2 B, so a chunk's GEMMs outlast its stream from 2 x 131.07e12 / 2.6624e12 = 98.5
+    # tokens on.
+    assert compute_bound_tokens(HW) == 99
+    # CXL-PNM-like (31 tokens): OPT-13B's prompt fits unblocked in 2 chunks of 128, past
+    # that bound, so its FFN is not blocked to make one chunk of 256 (which took 249 ms
+    # against 204: tiles of 16 x 256 where 80 x 1280 fit).
+    hw = load_hardware("cxl-pnm-like")
+    assert compute_bound_tokens(hw) == 31
+    module = _lowered("opt-13b", 256, "cxl-pnm-like")
+    names = [op.section.data for op in module.ops if isinstance(op, sram_isa.StreamOp)]
+    assert names == ["prologue.0", "layers.0", "prologue.1", "layers.1", "epilogue"]
+    reads = [op for op in module.walk() if isinstance(op, hbm_isa.ReadOp)]
+    assert not any("base" in op.attributes["data"].data for op in reads)
 
 
 def test_unsupported_prefills_are_errors() -> None:
