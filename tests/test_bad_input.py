@@ -48,7 +48,7 @@ TINY_LLAMA = {
     "vocab_size": 100,
     "max_position_embeddings": 64,
 }
-PROPERTY = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
 
 
 def fails(capsys, argv: list[str], message: str) -> None:
@@ -222,13 +222,19 @@ def test_llm_annotate_checks_the_step_tokens_against_the_function(tokens: int) -
     ],
 )
 def test_hardware_values_beyond_any_device_are_named(tmp_path: Path, line: str, value: str, message: str) -> None:
-    text = (HARDWARE_PRESETS / "hpim.toml").read_text()
-    assert line in text
-    path = tmp_path / "hw.toml"
-    path.write_text(text.replace(line, f"{line.split(' = ')[0]} = {value}"))
+    path = _preset_with(HARDWARE_PRESETS / "hpim.toml", line, value, tmp_path)
     with pytest.raises(HpimError) as caught:
         load_hardware(path)
     assert str(caught.value).startswith(f"{path}: {message}")
+
+
+def _preset_with(preset: Path, line: str, value: str, tmp_path: Path) -> Path:
+    """A copy of `preset` whose key on `line` holds `value`."""
+    text = preset.read_text()
+    assert line in text
+    path = tmp_path / preset.name
+    path.write_text(text.replace(line, f"{line.split(' = ')[0]} = {value}"))
+    return path
 
 
 def _lowered_up_to_isa(config: dict, phase: str, passes: str, tmp_path: Path) -> str:
@@ -299,10 +305,7 @@ def test_a_signal_on_the_consumer_side_is_named(capsys, tmp_path: Path) -> None:
     ],
 )
 def test_baseline_values_beyond_any_gpu_are_named(tmp_path: Path, line: str, value: str, message: str) -> None:
-    text = (BASELINE_PRESETS / "a100.toml").read_text()
-    assert line in text
-    path = tmp_path / "gpu.toml"
-    path.write_text(text.replace(line, f"{line.split(' = ')[0]} = {value}"))
+    path = _preset_with(BASELINE_PRESETS / "a100.toml", line, value, tmp_path)
     with pytest.raises(HpimError) as caught:
         GpuBaseline(path)
     assert str(caught.value) == f"{path}: {message}"

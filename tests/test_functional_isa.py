@@ -122,11 +122,16 @@ KNOWN_COMPILER_FAILURES: dict[tuple[str, str], str] = {}
 KNOWN_PIPELINE_BUGS: dict[tuple[str, str, str], str] = {}
 
 
+def machine_file(factory: pytest.TempPathFactory, name: str, text: str) -> str:
+    """A hardware file holding `text` (a module fixture's machine)."""
+    path = factory.mktemp("hw") / f"{name}.toml"
+    path.write_text(text)
+    return str(path)
+
+
 @pytest.fixture(scope="module")
 def tiny_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("hw") / "tiny.toml"
-    path.write_text(TINY_MACHINE)
-    return str(path)
+    return machine_file(tmp_path_factory, "tiny", TINY_MACHINE)
 
 
 class Model:
@@ -372,11 +377,16 @@ def test_random_shapes_compute_the_model(
         raise
     tokens = data.draw(st.lists(st.integers(0, shape["vocab_size"] - 1), min_size=1, max_size=5))
     got = run_tokens(module, weights, tokens, load_hardware(tiny_machine)).astype(np.float32)
+    assert relative_error(got, interpreted(config, weights, tokens)) <= TOLERANCE
+
+
+def interpreted(config, weights, tokens: list[int]) -> np.ndarray:
+    """The `llm` interpreter's logits of `tokens`, one decode step each."""
     decode, cache, rows = build_module(config, "decode", prompt=1), KVCache(), []
     for token in tokens:
         logits, cache = run_decode(decode, weights, token, cache)
         rows.append(logits)
-    assert relative_error(got, np.concatenate(rows).astype(np.float32)) <= TOLERANCE
+    return np.concatenate(rows).astype(np.float32)
 
 
 def test_a_core_whose_query_heads_straddle_two_groups(tiny_machine: str) -> None:
@@ -395,11 +405,7 @@ def test_a_core_whose_query_heads_straddle_two_groups(tiny_machine: str) -> None
     HpimLowerPass(hw=tiny_machine, pipeline=False, kv_cache="sram").apply(Context(), module)
     tokens = [0, 7, 39]
     got = run_tokens(module, weights, tokens, load_hardware(tiny_machine)).astype(np.float32)
-    decode, cache, rows = build_module(config, "decode", prompt=1), KVCache(), []
-    for token in tokens:
-        logits, cache = run_decode(decode, weights, token, cache)
-        rows.append(logits)
-    assert relative_error(got, np.concatenate(rows).astype(np.float32)) <= TOLERANCE
+    assert relative_error(got, interpreted(config, weights, tokens)) <= TOLERANCE
 
 
 @pytest.mark.slow
@@ -408,17 +414,12 @@ def test_opt_125m_on_the_paper_machine() -> None:
     # (768 inputs, 512 a segment), an LM head of 50272 rows in 13 output groups per bank,
     # 12 heads each split over 2 cores; the KV cache in HBM, streamed in 4 pieces.
     config = load_config("opt-125m")
-    decode = build_module(config, "decode", prompt=1)
-    weights = random_weights(decode, seed=0)
     module = build_module(config, "decode", prompt=1)
+    weights = random_weights(module, seed=0)
     HpimLowerPass().apply(Context(), module)
     tokens = [2, 100, 2000, 7]
     got = run_tokens(module, weights, tokens).astype(np.float32)
-    cache, rows = KVCache(), []
-    for token in tokens:
-        logits, cache = run_decode(decode, weights, token, cache)
-        rows.append(logits)
-    assert relative_error(got, np.concatenate(rows).astype(np.float32)) <= TOLERANCE
+    assert relative_error(got, interpreted(config, weights, tokens)) <= TOLERANCE
 
 
 # --- the compiled prefill ---------------------------------------------------------------------
@@ -435,9 +436,7 @@ LONG_TOKENS = [(7 * i + 3) % 128 for i in range(LONG_PROMPT)] + [5, 17, 3]
 
 @pytest.fixture(scope="module")
 def prefill_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("hw") / "prefill.toml"
-    path.write_text(PREFILL_MACHINE)
-    return str(path)
+    return machine_file(tmp_path_factory, "prefill", PREFILL_MACHINE)
 
 
 @dataclass

@@ -20,16 +20,14 @@ from hpim_ir.passes.convert_llm_to_pim import POLICIES
 from hpim_ir.passes.hpim_lower import HpimLowerPass
 from hpim_ir.sim.program import MachineProgram
 from hpim_ir.sim.scheduler import simulate_machine
-from tests.test_functional_isa import CONFIGS, TINY_MACHINE
+from tests.test_functional_isa import CONFIGS, TINY_MACHINE, machine_file
 
 CONTEXTS = range(8)
 
 
 @pytest.fixture(scope="module")
 def tiny_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("hw") / "tiny.toml"
-    path.write_text(TINY_MACHINE)
-    return str(path)
+    return machine_file(tmp_path_factory, "tiny", TINY_MACHINE)
 
 
 @pytest.mark.parametrize("kv", ["sram", "hbm"])

@@ -30,7 +30,7 @@ from hpim_ir.sim.hbm.program import HbmOp
 from hpim_ir.sim.program import MachineProgram
 from hpim_ir.sim.scheduler import simulate_machine
 from hpim_ir.weights import random_weights, save_model
-from tests.test_functional_isa import CONFIGS, Model, assert_computes_the_model
+from tests.test_functional_isa import CONFIGS, Model, assert_computes_the_model, machine_file
 
 HPIM = load_hardware("hpim").hbm  # 64 channels of 64 banks, DRAM rows of 512 FP16
 
@@ -221,9 +221,7 @@ def gqa_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
 
 @pytest.fixture(scope="module")
 def filled_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("hw") / "filled.toml"
-    path.write_text(FILLED_MACHINE)
-    return str(path)
+    return machine_file(tmp_path_factory, "filled", FILLED_MACHINE)
 
 
 @pytest.mark.parametrize("kv", ["sram", "hbm"])
