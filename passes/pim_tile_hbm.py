@@ -94,7 +94,7 @@ def from_dict_attr(cls: type, attr: DictionaryAttr):
         if entry is None and field.default is not MISSING:
             values[field.name] = field.default
             continue
-        wanted = StringAttr if field.type == "str" else IntegerAttr
+        wanted = StringAttr if field.type in ("str", str) else IntegerAttr
         if not isinstance(entry, wanted):
             kind = "a string" if wanted is StringAttr else "an integer"
             found = "no such entry" if entry is None else f"got {entry}"
