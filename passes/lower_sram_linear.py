@@ -92,6 +92,7 @@ from typing import NamedTuple
 
 from hpim_ir.dialects import hbm_isa, pim
 from hpim_ir.passes.convert_pim_to_isa import (
+    STATS_BYTES,
     VECTOR_FNS,
     Section,
     declaration,
@@ -570,7 +571,8 @@ class _PrefillLowering:
         """Bytes per core of `tokens x width` FP16 split evenly over the cores, and at least
         each token's partial statistics (the norms all-gather them from the buffer: a
         model narrower than 4 values a token per core leaves the rest padding)."""
-        return max(_ceil(tokens * width, self.streams.cores), 4 * tokens) * BYTES_FP16
+        stats = STATS_BYTES // BYTES_FP16 * tokens
+        return max(_ceil(tokens * width, self.streams.cores), stats) * BYTES_FP16
 
     def new_buffer(self, value: SSAValue, nbytes: int) -> int:
         if value not in self.buffers:
@@ -598,7 +600,9 @@ class _PrefillLowering:
                 self.state = streams.alloc(
                     self.share(width, most), "the hidden state", "the hidden state"
                 )
-                self.stats = streams.alloc(8 * most * streams.cores, "the norms' statistics")
+                self.stats = streams.alloc(
+                    STATS_BYTES * most * streams.cores, "the norms' statistics"
+                )
             state = self.state
             self.buffers = {self.layers.init: state}
             self.lower_block(ops[:split], chunk.tokens, chunk)
@@ -772,7 +776,7 @@ class _PrefillLowering:
         if isinstance(op, pim.LayerNormOp | pim.RMSNormOp):
             # Each token's partial sums (2 x 4 B per core) combined over the NoC.
             streams.sram(
-                SramOp.ALLGATHER, dst=self.stats, src0=inputs[0], sizes=[8 * tokens],
+                SramOp.ALLGATHER, dst=self.stats, src0=inputs[0], sizes=[STATS_BYTES * tokens],
                 data={"stat": "moments"},
             )
         streams.sram(
