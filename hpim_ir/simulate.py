@@ -48,6 +48,7 @@ class CompileOptions:
     granularity: str = "tile"
     kv_cache: str | None = None
     max_context: int = 0  # an SRAM-resident KV cache must hold this many tokens
+    fill_banks: str = "gqa"  # which Q/K/V GEMVs fill the banks (`pim-tile-hbm{fill}`)
 
     def lower_pass(self):
         from hpim_ir.passes.hpim_lower import HpimLowerPass
@@ -59,6 +60,7 @@ class CompileOptions:
             granularity=self.granularity,
             kv_cache=self.kv_cache,
             max_context=self.max_context,
+            fill_banks=self.fill_banks,
         )
 
 

@@ -35,6 +35,8 @@ class HpimLowerPass(ModulePass):
     - `kv-cache` (default: the hardware's `kv_placement`, else the policy's): `sram` or `hbm`.
     - `max-context` (default: the model's maximum): longest context an SRAM-resident KV cache
       must hold.
+    - `fill-banks` (default `gqa`): which Q/K/V GEMVs fill the banks (`pim-tile-hbm{fill}`:
+      `gqa`, `all` or `none`).
     """
 
     name = "hpim-lower"
@@ -45,6 +47,7 @@ class HpimLowerPass(ModulePass):
     granularity: str = "tile"
     kv_cache: str | None = None
     max_context: int = 0
+    fill_banks: str = "gqa"
 
     def stages(self, phase: str = "decode") -> list[ModulePass]:
         """The passes, in order, with their options (what `hpim compile --time-passes` times).
@@ -58,7 +61,7 @@ class HpimLowerPass(ModulePass):
         return [
             LlmAnnotatePass(),
             ConvertLlmToPimPass(policy=self.policy, kv_cache=kv),
-            PimTileHbmPass(hw=self.hw),
+            PimTileHbmPass(hw=self.hw, fill=self.fill_banks),
             PimTileSramPass(hw=self.hw, max_context=self.max_context),
             *(schedule if phase == "decode" else []),
             ConvertPimToIsaPass(hw=self.hw),

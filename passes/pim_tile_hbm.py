@@ -71,6 +71,9 @@ def to_dict_attr(record: object, **extra: str | int) -> DictionaryAttr:
     return DictionaryAttr({k: attr(v) for k, v in {**asdict(record), **extra}.items()})
 
 
+FILL_BANKS = ("gqa", "all", "none")
+"""`pim-tile-hbm{fill}`: which head-wise GEMVs fill the banks of fewer channels."""
+
 TILED_FOR = "pim.tiled_for"
 """Module attribute: the machine each tiling pass tiled for (`{hbm = NAME, sram = NAME}`),
 which `convert-pim-to-isa` must lower for (tiles of one machine on another would address
@@ -278,6 +281,10 @@ class PimTileHbmPass(ModulePass):
     - `qkv` (default `head`): `head` splits Q/K/V head-wise as the paper does; `row` splits
       them row-wise like the other layers (balanced even when heads do not divide the
       channels, e.g. 40 heads on 64 channels: 80 rows per channel instead of 128).
+    - `fill` (default `gqa`): which head-wise GEMVs *fill the banks* (module docstring):
+      `gqa`, the key/value heads of grouped-query attention; `all`, every Q/K/V (small MHA
+      models too: OPT-350M's 16 heads on 16 channels each rather than 4 channels of 16
+      rows); `none`, none (every head spread over `channels // heads` channels).
 
     Fails (with the bytes needed and available) if the weights and an HBM-resident KV cache
     do not fit in the banks' rows.
@@ -287,10 +294,15 @@ class PimTileHbmPass(ModulePass):
 
     hw: str = "hpim"
     qkv: str = "head"
+    fill: str = "gqa"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.qkv not in ("head", "row"):
             raise HpimError(f"pim-tile-hbm: qkv must be 'head' or 'row', got {self.qkv!r}")
+        if self.fill not in FILL_BANKS:
+            raise HpimError(
+                f"pim-tile-hbm: fill must be one of {', '.join(FILL_BANKS)}, got {self.fill!r}"
+            )
         hw = load_hardware(self.hw)
         hbm = hw.hbm
         record_tiled_for(op, "hbm", hw.name)
@@ -309,7 +321,9 @@ class PimTileHbmPass(ModulePass):
             out, inp = linear.weight.type.get_shape()
             found = attention_heads(linear.result) if self.qkv == "head" else None
             heads, query_heads = found if found is not None else (None, None)
-            fill = heads is not None and heads < query_heads  # GQA's K or V
+            fill = heads is not None and (
+                self.fill == "all" or (self.fill == "gqa" and heads < query_heads)
+            )
             tile = gemv_tile(out, inp, hbm, heads, fill)
             if fill:
                 lo = free_channel.get(linear.parent_block(), 0)

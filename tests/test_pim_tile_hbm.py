@@ -87,12 +87,12 @@ def gqa_config(heads: int, kv_heads: int, head_dim: int, layers: int = 1) -> dic
     }
 
 
-def projections(config: dict) -> dict[str, tuple]:
+def projections(config: dict, fill: str = "gqa") -> dict[str, tuple]:
     """The decode step's Q, K and V GEMVs with their weights' declarations, by weight name,
-    after `pim-tile-hbm`, `pim-schedule` and `pim-insert-pipeline` (KV cache in HBM)."""
+    after `pim-tile-hbm{fill}`, `pim-schedule` and `pim-insert-pipeline` (KV cache in HBM)."""
     module = build_module(config_from_dict(config, "gqa", "gqa"), "decode", prompt=1)
     for one in (
-        LlmAnnotatePass(), ConvertLlmToPimPass(kv_cache="hbm"), PimTileHbmPass(),
+        LlmAnnotatePass(), ConvertLlmToPimPass(kv_cache="hbm"), PimTileHbmPass(fill=fill),
         PimScheduleAnalysisPass(), PimInsertPipelinePass(),
     ):
         one.apply(Context(), module)
@@ -135,6 +135,34 @@ def test_mha_keeps_the_paper_spread() -> None:
         tile = from_dict_attr(GemvTile, found[name][0].tile)
         assert (tile.channel_lo, tile.channels, tile.rows_hi) == (0, 64, 16)
         assert CONCURRENT_ATTR not in found[name][0].attributes
+
+
+def test_fill_all_puts_mha_heads_on_full_channels_side_by_side() -> None:
+    # `fill=all`: the 16 heads of 64 rows each take min(64 // 16, ceil(64 / 64)) = 1 channel
+    # of 64 rows (every bank one row): Q on channels 0..15, K on 16..31, V on 32..47, and K
+    # and V, disjoint from the GEMV before them, are issued concurrently.
+    found = projections(gqa_config(16, 16, 64), fill="all")
+    names = ("q_proj", "k_proj", "v_proj")
+    tiles = [from_dict_attr(GemvTile, found[name][0].tile) for name in names]
+    assert [(t.channel_lo, t.channels, t.rows_hi) for t in tiles] == [
+        (0, 16, 64), (16, 16, 64), (32, 16, 64),
+    ]
+    assert [CONCURRENT_ATTR in found[name][0].attributes for name in names] == [False, True, True]
+
+
+def test_fill_none_spreads_gqa_like_mha() -> None:
+    # `fill=none`: LLaMA-3-8B's K heads spread as MHA's are, each over 64 // 8 = 8 channels
+    # of 16 rows, and V over the same channels.
+    found = projections(gqa_config(32, 8, 128), fill="none")
+    for name in ("k_proj", "v_proj"):
+        tile = from_dict_attr(GemvTile, found[name][0].tile)
+        assert (tile.channel_lo, tile.channels, tile.rows_hi) == (0, 64, 16)
+        assert CONCURRENT_ATTR not in found[name][0].attributes
+
+
+def test_an_unknown_fill_is_named() -> None:
+    with pytest.raises(HpimError, match="pim-tile-hbm: fill must be one of gqa, all, none, got 'some'"):
+        projections(gqa_config(16, 16, 64), fill="some")
 
 
 def lowered(config: dict) -> ModuleOp:
@@ -209,6 +237,37 @@ cores = 4
 [sram.noc]
 mesh_cols = 2
 """
+
+
+@pytest.fixture(scope="module")
+def mha_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
+    folder = tmp_path_factory.mktemp("opt-post-ln")
+    config = config_from_dict(CONFIGS["opt-post-ln"], "opt-post-ln", "opt-post-ln")
+    save_model(folder, CONFIGS["opt-post-ln"], random_weights(config, seed=11, std=0.2))
+    return Model(folder, "opt-post-ln")
+
+
+@pytest.mark.parametrize("kv", ["sram", "hbm"])
+def test_mha_heads_filling_the_banks_compute_the_model(
+    mha_model: Model, tmp_path_factory: pytest.TempPathFactory, kv: str
+) -> None:
+    # `fill-banks=all` on 8 channels of 16 banks: OPT's 4 heads of 16 rows each take
+    # min(8 // 4, ceil(16 / 16)) = 1 channel instead of 2: Q on channels 0..3, K on 4..7,
+    # V on 0..3 again (no room beside K). The values still agree (the model and its
+    # tolerance: tests/test_functional_isa.py).
+    machine = FILLED_MACHINE.replace("banks_per_group = 2", "banks_per_group = 8")
+    hw = machine_file(tmp_path_factory, "sixteen-banks", machine)
+    module = build_module(mha_model.config, "decode", prompt=1)
+    for one in (
+        LlmAnnotatePass(), ConvertLlmToPimPass(kv_cache=kv), PimTileHbmPass(hw=hw, fill="all")
+    ):
+        one.apply(Context(), module)
+    tiles = [from_dict_attr(GemvTile, op.tile) for op in module.walk() if op.name == "pim.linear"]
+    heads = [(t.channel_lo, t.channels) for t in tiles if t.scheme == "head"]
+    assert heads == [(0, 4), (4, 4), (0, 4)]  # Q, K, V
+    module = build_module(mha_model.config, "decode", prompt=1)
+    HpimLowerPass(hw=hw, kv_cache=kv, fill_banks="all").apply(Context(), module)
+    assert_computes_the_model(mha_model, mha_model.run(module, hw))
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,17 @@ def test_prefill_estimate_by_hand() -> None:
     assert estimate.ms == pytest.approx(sum(estimate.parts.values()))
 
 
+def test_fill_banks_reaches_the_compiled_program() -> None:
+    # OPT-125M's 12 heads of 64 rows: spread over 5 channels of 12.8 rows each by default,
+    # on 1 channel of 64 rows each with `fill_banks="all"` (Q, K and V side by side on
+    # channels 0..35): a different cache entry and a faster step.
+    hw = load_hardware("hpim")
+    spread, filled = (CompileOptions("opt-125m", fill_banks=fill) for fill in ("gqa", "all"))
+    assert cache_key(spread) != cache_key(filled)
+    steps = [measure_step(compiled_program(o, use_cache=False)[0], hw, 16).ns for o in (spread, filled)]
+    assert steps[1] < steps[0]
+
+
 def test_request_must_fit_positions() -> None:
     with pytest.raises(HpimError, match="exceeds opt-125m's 2048 positions"):
         decode_runs(CompileOptions("opt-125m"), 2000, 100, program=None)

@@ -38,6 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="write the program here instead of stdout")
     parser.add_argument("--emit", choices=("mlir", "asm"), default="mlir")
     parser.add_argument("--time-passes", action="store_true", help="time each compiler stage")
+    add_fill_banks(parser)
+
+
+def add_fill_banks(parser: argparse.ArgumentParser) -> None:
+    """`--fill-banks` (`hpim compile`, `simulate`, `run`): `pim-tile-hbm{fill}`."""
+    from hpim_ir.passes.pim_tile_hbm import FILL_BANKS
+
+    parser.add_argument(
+        "--fill-banks", choices=FILL_BANKS, default=FILL_BANKS[0],
+        help="which Q/K/V GEMVs put their heads on as few HBM-PIM channels as fill the banks: "
+        "gqa (grouped-query attention's K and V; default), all, none",
+    )
 
 
 def lower_pass(args: argparse.Namespace):
@@ -51,6 +63,7 @@ def lower_pass(args: argparse.Namespace):
         granularity=args.granularity,
         kv_cache=args.kv_cache,
         max_context=args.max_context,
+        fill_banks=args.fill_banks,
     )
 
 

@@ -4,7 +4,7 @@ computed by its compiled program (`hpim_ir.sim.functional.isa`).
 The model folder holds `config.json` and `model.safetensors` (Hugging Face layout), or only
 `config.json` with `--seed S` for random weights. The prefill (for the K prompt tokens) and
 the decode step are compiled for the machine (`--hw`, `--policy`, `--no-pipeline`,
-`--kv-cache`, as `hpim compile`); the prompt runs through the compiled prefill, compiled with
+`--kv-cache`, `--fill-banks`, as `hpim compile`); the prompt runs through the compiled prefill, compiled with
 `all_logits` so that it computes every prompt token's logits (one row per position, from the
 program itself; the timing path computes the last token's only), and its KV cache in HBM is
 where the decode step goes on from: the rest of the tokens teacher-forced, then
@@ -16,6 +16,8 @@ resident in SRAM-PIM) the prompt goes through the decode step one token at a tim
 """
 
 import argparse
+
+from hpim_ir.cli.compile_cmd import add_fill_banks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", help="partitioning policy (default: the hardware's, else hpim)")
     parser.add_argument("--no-pipeline", action="store_true", help="no fine-grained pipeline")
     parser.add_argument("--kv-cache", choices=("sram", "hbm"), help="default: the hardware's")
+    add_fill_banks(parser)
     parser.add_argument(
         "--seed", type=int, help="random weights from this seed (a folder without safetensors)"
     )

@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from hpim_ir.cli.compile_cmd import add_fill_banks
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="zoo name, config.json, or a folder holding one")
@@ -45,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=int,
         help="processes that simulate steps at once (default: the cores available)",
     )
+    add_fill_banks(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline=not args.no_pipeline,
         kv_cache=args.kv_cache,
         max_context=args.prompt + args.generate,
+        fill_banks=args.fill_banks,
     )
     report = simulate_request(
         options,
