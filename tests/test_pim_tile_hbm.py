@@ -239,12 +239,17 @@ mesh_cols = 2
 """
 
 
+def saved_model(factory: pytest.TempPathFactory, name: str) -> Model:
+    """`CONFIGS[name]` with random weights on disk (test_functional_isa's `Model`)."""
+    folder = factory.mktemp(name)
+    config = config_from_dict(CONFIGS[name], name, name)
+    save_model(folder, CONFIGS[name], random_weights(config, seed=11, std=0.2))
+    return Model(folder, name)
+
+
 @pytest.fixture(scope="module")
 def mha_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
-    folder = tmp_path_factory.mktemp("opt-post-ln")
-    config = config_from_dict(CONFIGS["opt-post-ln"], "opt-post-ln", "opt-post-ln")
-    save_model(folder, CONFIGS["opt-post-ln"], random_weights(config, seed=11, std=0.2))
-    return Model(folder, "opt-post-ln")
+    return saved_model(tmp_path_factory, "opt-post-ln")
 
 
 @pytest.mark.parametrize("kv", ["sram", "hbm"])
@@ -257,12 +262,7 @@ def test_mha_heads_filling_the_banks_compute_the_model(
     # tolerance: tests/test_functional_isa.py).
     machine = FILLED_MACHINE.replace("banks_per_group = 2", "banks_per_group = 8")
     hw = machine_file(tmp_path_factory, "sixteen-banks", machine)
-    module = build_module(mha_model.config, "decode", prompt=1)
-    for one in (
-        LlmAnnotatePass(), ConvertLlmToPimPass(kv_cache=kv), PimTileHbmPass(hw=hw, fill="all")
-    ):
-        one.apply(Context(), module)
-    tiles = [from_dict_attr(GemvTile, op.tile) for op in module.walk() if op.name == "pim.linear"]
+    tiles = _projection_tiles(mha_model, hw, "hpim", kv, fill="all")
     heads = [(t.channel_lo, t.channels) for t in tiles if t.scheme == "head"]
     assert heads == [(0, 4), (4, 4), (0, 4)]  # Q, K, V
     module = build_module(mha_model.config, "decode", prompt=1)
@@ -272,10 +272,7 @@ def test_mha_heads_filling_the_banks_compute_the_model(
 
 @pytest.fixture(scope="module")
 def gqa_model(tmp_path_factory: pytest.TempPathFactory) -> Model:
-    folder = tmp_path_factory.mktemp("llama-gqa")
-    config = config_from_dict(CONFIGS["llama-gqa"], "llama-gqa", "llama-gqa")
-    save_model(folder, CONFIGS["llama-gqa"], random_weights(config, seed=11, std=0.2))
-    return Model(folder, "llama-gqa")
+    return saved_model(tmp_path_factory, "llama-gqa")
 
 
 @pytest.fixture(scope="module")
@@ -308,10 +305,13 @@ def test_filled_banks_compute_the_model(
     assert_computes_the_model(gqa_model, gqa_model.run(module, filled_machine))
 
 
-def _projection_tiles(model: Model, hw: str, policy: str, kv: str) -> list[GemvTile]:
+def _projection_tiles(
+    model: Model, hw: str, policy: str, kv: str, fill: str = "gqa"
+) -> list[GemvTile]:
     module = build_module(model.config, "decode", prompt=1)
     for one in (
-        LlmAnnotatePass(), ConvertLlmToPimPass(policy=policy, kv_cache=kv), PimTileHbmPass(hw=hw)
+        LlmAnnotatePass(), ConvertLlmToPimPass(policy=policy, kv_cache=kv),
+        PimTileHbmPass(hw=hw, fill=fill),
     ):
         one.apply(Context(), module)
     return [
