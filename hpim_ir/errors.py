@@ -17,9 +17,13 @@ class HpimError(Exception):
     exit_code: int = 1
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to the file `path`; a path that cannot be written (a missing folder, a
-    directory, no permission) raises HpimError `cannot write PATH: reason`."""
+def write_text(path: str | os.PathLike | None, text: str) -> None:
+    """Write `text` to the file `path` (a tool's `-o`; None or empty: standard output); a
+    path that cannot be written (a missing folder, a directory, no permission) raises
+    HpimError `cannot write PATH: reason`."""
+    if not path:
+        sys.stdout.write(text)
+        return
     try:
         with open(path, "w", encoding="utf-8") as stream:
             stream.write(text)

@@ -95,8 +95,5 @@ def run(args: argparse.Namespace) -> int:
         stream = io.StringIO()
         Printer(stream=stream).print_op(module)
         text = stream.getvalue() + "\n"
-    if args.output:
-        write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
+    write_text(args.output, text)
     return 0

@@ -6,7 +6,6 @@ KV-cache bytes per token and FLOPs per decode token, `--json` the same as JSON.
 
 import argparse
 import json
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,10 +36,7 @@ def run(args: argparse.Namespace) -> int:
         text = io.StringIO()
         Printer(stream=text).print_op(module)
         text.write("\n")
-        if args.output:
-            write_text(args.output, text.getvalue())
-        else:
-            sys.stdout.write(text.getvalue())
+        write_text(args.output, text.getvalue())
     if want_stats:
         stats = model_stats(module)
         # FLOPs per decode token at the end of a prompt of --prompt tokens: the context then

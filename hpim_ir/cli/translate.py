@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hpim_ir.asm import asm_to_module, module_to_asm
+    from hpim_ir.errors import write_text
 
     text = _read(args.file)
     name = "<stdin>" if args.file == "-" else args.file
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         output = io.StringIO()
         Printer(stream=output).print_op(asm_to_module(text, name))
         result = output.getvalue() + "\n"
-    _write(args.output, result)
+    write_text(args.output, result)
     return 0
 
 
@@ -52,10 +53,3 @@ def _read(path: str) -> str:
         raise HpimError(f"cannot read {path}: {reason}") from None
 
 
-def _write(path: str | None, text: str) -> None:
-    from hpim_ir.errors import write_text
-
-    if path is None:
-        sys.stdout.write(text)
-    else:
-        write_text(path, text)
