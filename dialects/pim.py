@@ -87,6 +87,16 @@ def place_of_value(value: SSAValue) -> PlaceAttr | None:
     return None
 
 
+def weight_source(linear: LinearOp) -> GetWeightOp:
+    """The weight read a linear multiplies by (through the transfer bringing it to the
+    subsystem the linear runs on)."""
+    value = linear.weight
+    while isinstance(value.owner, TransferOp):
+        value = value.owner.input
+    assert isinstance(value.owner, GetWeightOp)
+    return value.owner
+
+
 def _check_operand_places(op: Operation, place: PlaceAttr) -> None:
     for index, operand in enumerate(op.operands):
         if not isinstance(operand.type, TensorType):

@@ -98,19 +98,9 @@ def part_of(op: Operation) -> str:
     return "other"
 
 
-def weight_source(linear: pim.LinearOp) -> pim.GetWeightOp:
-    """The weight read a linear multiplies by (through the transfer bringing it to the
-    subsystem the linear runs on)."""
-    value = linear.weight
-    while isinstance(value.owner, pim.TransferOp):
-        value = value.owner.input
-    assert isinstance(value.owner, pim.GetWeightOp)
-    return value.owner
-
-
 def weight_name(linear: pim.LinearOp) -> str:
     """The name of the weight a linear multiplies by."""
-    return weight_source(linear).weight.string_value()
+    return pim.weight_source(linear).weight.string_value()
 
 
 @dataclass
@@ -520,7 +510,7 @@ class _Lowering:
             lower_streamed_linear,
         )
 
-        weight = weight_source(op)
+        weight = pim.weight_source(op)
         decl = declaration(op, weight.weight)
         if weight.place != pim.HBM or decl.placement is None:
             where = "has no placement (run pim-tile-hbm first)" if weight.place == pim.HBM else (

@@ -792,10 +792,7 @@ class _PrefillLowering:
         return max(per_core, self.share(width, tokens))
 
     def weight_placement(self, linear: pim.LinearOp) -> HbmPlacement:
-        weight = linear.weight
-        while isinstance(weight.owner, pim.TransferOp):
-            weight = weight.owner.input
-        return self._placement(weight.owner.weight)
+        return self._placement(pim.weight_source(linear).weight)
 
     def tiling(self, tokens: int, inputs: int, outputs: tuple[int, ...], what: str) -> LinearTiling:
         """Tiles of a streamed group in the activation memory left."""

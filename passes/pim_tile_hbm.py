@@ -312,10 +312,7 @@ class PimTileHbmPass(ModulePass):
         for linear in op.walk():
             if not isinstance(linear, pim.LinearOp):
                 continue
-            weight = linear.weight
-            while isinstance(weight.owner, pim.TransferOp):  # streamed to SRAM-PIM
-                weight = weight.owner.input
-            name = weight.owner.weight.string_value()
+            name = pim.weight_source(linear).weight.string_value()
             if linear.place != pim.HBM and decls[name].gemv_layout is None:
                 continue
             out, inp = linear.weight.type.get_shape()
