@@ -35,6 +35,7 @@ from hpim_ir.errors import HpimError
 from hpim_ir.frontend import ModelConfig, load_config
 from hpim_ir.baselines.gpu import PARTS  # the GPU baselines' parts: compared side by side
 from hpim_ir.hardware import Hardware, load_hardware
+from hpim_ir.passes.pim_tile_hbm import FILL_BANKS
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class CompileOptions:
     granularity: str = "tile"
     kv_cache: str | None = None
     max_context: int = 0  # an SRAM-resident KV cache must hold this many tokens
-    fill_banks: str = "gqa"  # which Q/K/V GEMVs fill the banks (`pim-tile-hbm{fill}`)
+    fill_banks: str = FILL_BANKS[0]  # which Q/K/V GEMVs fill the banks (`pim-tile-hbm{fill}`)
 
     def lower_pass(self):
         from hpim_ir.passes.hpim_lower import HpimLowerPass

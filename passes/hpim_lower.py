@@ -16,7 +16,7 @@ from hpim_ir.passes.convert_pim_to_isa import ConvertPimToIsaPass
 from hpim_ir.passes.llm_annotate import LlmAnnotatePass
 from hpim_ir.passes.pim_insert_pipeline import PimInsertPipelinePass
 from hpim_ir.passes.pim_schedule import PimScheduleAnalysisPass
-from hpim_ir.passes.pim_tile_hbm import PimTileHbmPass
+from hpim_ir.passes.pim_tile_hbm import FILL_BANKS, PimTileHbmPass
 from hpim_ir.passes.pim_tile_sram import PimTileSramPass
 
 
@@ -35,8 +35,8 @@ class HpimLowerPass(ModulePass):
     - `kv-cache` (default: the hardware's `kv_placement`, else the policy's): `sram` or `hbm`.
     - `max-context` (default: the model's maximum): longest context an SRAM-resident KV cache
       must hold.
-    - `fill-banks` (default `gqa`): which Q/K/V GEMVs fill the banks (`pim-tile-hbm{fill}`:
-      `gqa`, `all` or `none`).
+    - `fill-banks` (default `all`): which Q/K/V GEMVs fill the banks (`pim-tile-hbm{fill}`:
+      `all`, `gqa` or `none`).
     """
 
     name = "hpim-lower"
@@ -47,7 +47,7 @@ class HpimLowerPass(ModulePass):
     granularity: str = "tile"
     kv_cache: str | None = None
     max_context: int = 0
-    fill_banks: str = "gqa"
+    fill_banks: str = FILL_BANKS[0]
 
     def stages(self, phase: str = "decode") -> list[ModulePass]:
         """The passes, in order, with their options (what `hpim compile --time-passes` times).

@@ -16,18 +16,22 @@ The GEMV mapping (the paper's §compiler step 3, made concrete where it is silen
   `channels // heads` channels (its rows split evenly between them). The attention on the
   SRAM side then receives each head from its own channels, which is what the pipeline
   overlaps. Every other FC layer is split *row-wise* evenly over all channels.
-- K and V of grouped-query attention (fewer key/value heads than query heads) *fill the
-  banks* instead: each head goes over only `min(channels // heads, ceil(head_dim / banks))`
-  channels (up to `banks` rows a channel: the same output groups per bank on fewer
-  channels), and V's channels follow K's (from `channel_lo`) when both fit, else V starts
-  at channel 0 again. Why: a channel's GEMV time is set by its input (one `mac_ab` per 16
-  inputs and output group, all banks in lock-step on one shared global buffer), not by how
-  many of its banks hold a row. Spread over every channel, LLaMA-3-8B's K (8 heads of 128)
-  puts 16 rows on each channel's 64 banks and takes as long as Q's 4096 rows; on 16
-  channels of 64 rows it takes as long, and V computes at the same time on 16 other
-  channels (`pim-schedule` has it issued before K's cache traffic). Splitting a row's
-  inputs over the idle banks (split-K) cannot do this: every bank multiplies the same
-  broadcast input column. MHA keeps the paper's spread (its K and V are as large as Q).
+- Head-wise GEMVs *fill the banks* instead (`fill`: by default every Q/K/V; `gqa` only the
+  K and V of grouped-query attention, with fewer key/value heads than query heads): each
+  head goes over only `min(channels // heads, ceil(head_dim / banks))` channels (up to
+  `banks` rows a channel: the same output groups per bank on fewer channels), and each
+  filled GEMV's channels follow the previous one's in the layer (from `channel_lo`) when
+  they fit, else start at channel 0 again. Why: a channel's GEMV time is set by its input
+  (one `mac_ab` per 16 inputs and output group, all banks in lock-step on one shared global
+  buffer), not by how many of its banks hold a row. Spread over every channel, LLaMA-3-8B's
+  K (8 heads of 128) puts 16 rows on each channel's 64 banks and takes as long as Q's 4096
+  rows; on 16 channels of 64 rows it takes as long, and V computes at the same time on 16
+  other channels (`pim-schedule` has it issued before K's cache traffic). Small MHA models
+  gain the same way (OPT-350M's 16 heads of 64 rows: Q, K and V each on 16 channels of 64
+  rows, side by side, rather than each head on 4 channels of 16); from OPT-2.7B on, every
+  head fills its channels' banks under either mapping. `fill=none` keeps the paper's spread.
+  Splitting a row's inputs over the idle banks (split-K) cannot do this: every bank
+  multiplies the same broadcast input column.
 - Channel loads differ by at most one head (head-wise) or one row (row-wise): a remainder is
   spread over the first channels, never dropped.
 
@@ -71,8 +75,9 @@ def to_dict_attr(record: object, **extra: str | int) -> DictionaryAttr:
     return DictionaryAttr({k: attr(v) for k, v in {**asdict(record), **extra}.items()})
 
 
-FILL_BANKS = ("gqa", "all", "none")
-"""`pim-tile-hbm{fill}`: which head-wise GEMVs fill the banks of fewer channels."""
+FILL_BANKS = ("all", "gqa", "none")
+"""`pim-tile-hbm{fill}`: which head-wise GEMVs fill the banks of fewer channels; the first is
+the default of the pass, `hpim-lower`, `CompileOptions` and the CLI."""
 
 TILED_FOR = "pim.tiled_for"
 """Module attribute: the machine each tiling pass tiled for (`{hbm = NAME, sram = NAME}`),
@@ -281,10 +286,11 @@ class PimTileHbmPass(ModulePass):
     - `qkv` (default `head`): `head` splits Q/K/V head-wise as the paper does; `row` splits
       them row-wise like the other layers (balanced even when heads do not divide the
       channels, e.g. 40 heads on 64 channels: 80 rows per channel instead of 128).
-    - `fill` (default `gqa`): which head-wise GEMVs *fill the banks* (module docstring):
-      `gqa`, the key/value heads of grouped-query attention; `all`, every Q/K/V (small MHA
-      models too: OPT-350M's 16 heads on 16 channels each rather than 4 channels of 16
-      rows); `none`, none (every head spread over `channels // heads` channels).
+    - `fill` (default `all`): which head-wise GEMVs *fill the banks* (module docstring):
+      `all`, every Q/K/V (small MHA models too: OPT-350M's 16 heads on 16 channels each
+      rather than 4 channels of 16 rows); `gqa`, only the key/value heads of grouped-query
+      attention; `none`, none (every head spread over `channels // heads` channels, the
+      paper's mapping).
 
     Fails (with the bytes needed and available) if the weights and an HBM-resident KV cache
     do not fit in the banks' rows.
@@ -294,7 +300,7 @@ class PimTileHbmPass(ModulePass):
 
     hw: str = "hpim"
     qkv: str = "head"
-    fill: str = "gqa"
+    fill: str = FILL_BANKS[0]
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.qkv not in ("head", "row"):

@@ -93,7 +93,7 @@ def test_policy_is_inherited_validated_and_overridable(tmp_path: Path) -> None:
 def test_compile_takes_the_presets_policy_unless_given() -> None:
     args = argparse.Namespace(
         hw="ianus-like", policy=None, no_pipeline=False, granularity="tile", kv_cache=None,
-        max_context=0, fill_banks="gqa",
+        max_context=0, fill_banks="all",
     )
     assert lower_pass(args).policy == "serial"
     args.policy = "hbm-only"

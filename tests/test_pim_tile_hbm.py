@@ -1,6 +1,7 @@
-"""GQA's K and V fill the banks (`pim-tile-hbm`), side by side, and V's GEMV runs beside K's
-(`pim-schedule` marks it `pim.concurrent`, `pim-insert-pipeline` issues it before K's cache
-traffic): the tile, the placement, the lowered commands, the timing and the values."""
+"""Head-wise GEMVs fill the banks (`pim-tile-hbm{fill}`), side by side, and a GEMV on channels
+disjoint from the one before runs beside it (`pim-schedule` marks it `pim.concurrent`,
+`pim-insert-pipeline` issues GQA's V before K's cache traffic): the tile, the placement, the
+lowered commands, the timing and the values."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from hpim_ir.passes.llm_annotate import LlmAnnotatePass
 from hpim_ir.passes.pim_insert_pipeline import PimInsertPipelinePass
 from hpim_ir.passes.pim_schedule import CONCURRENT_ATTR, PimScheduleAnalysisPass
 from hpim_ir.passes.pim_tile_hbm import (
+    FILL_BANKS,
     GemvTile,
     HbmPlacement,
     PimTileHbmPass,
@@ -87,7 +89,7 @@ def gqa_config(heads: int, kv_heads: int, head_dim: int, layers: int = 1) -> dic
     }
 
 
-def projections(config: dict, fill: str = "gqa") -> dict[str, tuple]:
+def projections(config: dict, fill: str = FILL_BANKS[0]) -> dict[str, tuple]:
     """The decode step's Q, K and V GEMVs with their weights' declarations, by weight name,
     after `pim-tile-hbm{fill}`, `pim-schedule` and `pim-insert-pipeline` (KV cache in HBM)."""
     module = build_module(config_from_dict(config, "gqa", "gqa"), "decode", prompt=1)
@@ -127,10 +129,10 @@ def test_kv_that_do_not_fit_side_by_side_share_channels() -> None:
     assert CONCURRENT_ATTR not in found["v_proj"][0].attributes
 
 
-def test_mha_keeps_the_paper_spread() -> None:
-    # 16 heads of 64 on 64 channels: each head over 4 channels of 16 rows, from channel 0,
-    # though its 64 rows would fill one channel's banks (MHA keeps the paper's mapping).
-    found = projections(gqa_config(16, 16, 64))
+def test_fill_gqa_keeps_the_paper_spread_for_mha() -> None:
+    # `fill=gqa`: 16 heads of 64 on 64 channels: each head over 4 channels of 16 rows, from
+    # channel 0, though its 64 rows would fill one channel's banks.
+    found = projections(gqa_config(16, 16, 64), fill="gqa")
     for name in ("q_proj", "k_proj", "v_proj"):
         tile = from_dict_attr(GemvTile, found[name][0].tile)
         assert (tile.channel_lo, tile.channels, tile.rows_hi) == (0, 64, 16)
@@ -138,7 +140,7 @@ def test_mha_keeps_the_paper_spread() -> None:
 
 
 def test_fill_all_puts_mha_heads_on_full_channels_side_by_side() -> None:
-    # `fill=all`: the 16 heads of 64 rows each take min(64 // 16, ceil(64 / 64)) = 1 channel
+    # `fill=all` (the default): the 16 heads of 64 rows each take min(64 // 16, ceil(64 / 64)) = 1 channel
     # of 64 rows (every bank one row): Q on channels 0..15, K on 16..31, V on 32..47, and K
     # and V, disjoint from the GEMV before them, are issued concurrently.
     found = projections(gqa_config(16, 16, 64), fill="all")
@@ -161,7 +163,7 @@ def test_fill_none_spreads_gqa_like_mha() -> None:
 
 
 def test_an_unknown_fill_is_named() -> None:
-    with pytest.raises(HpimError, match="pim-tile-hbm: fill must be one of gqa, all, none, got 'some'"):
+    with pytest.raises(HpimError, match="pim-tile-hbm: fill must be one of all, gqa, none, got 'some'"):
         projections(gqa_config(16, 16, 64), fill="some")
 
 

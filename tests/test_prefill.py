@@ -26,7 +26,7 @@ from hpim_ir.passes.lower_sram_linear import (
     lower_streamed_linear,
     prompt_chunks,
 )
-from hpim_ir.passes.pim_tile_hbm import HbmPlacement
+from hpim_ir.passes.pim_tile_hbm import FILL_BANKS, HbmPlacement
 from hpim_ir.sim.program import MachineProgram
 from hpim_ir.sim.sram.program import SramOp
 from hpim_ir.simulate import (
@@ -136,9 +136,9 @@ def test_prompt_chunks_cover_the_prompt() -> None:
     assert [(c.first, c.tokens) for c in chunks] == [(0, 4), (4, 4), (8, 2)]
 
 
-def _lowered(model: str, prompt: int, hw: str = "hpim"):
+def _lowered(model: str, prompt: int, hw: str = "hpim", fill_banks: str = FILL_BANKS[0]):
     module = import_model(model, phase="prefill", prompt=prompt)
-    HpimLowerPass(hw=hw).apply(Context(), module)
+    HpimLowerPass(hw=hw, fill_banks=fill_banks).apply(Context(), module)
     return module
 
 
@@ -198,18 +198,30 @@ def test_a_model_narrower_than_the_norms_statistics_per_core_lowers_and_simulate
     assert measured.ns > 0
 
 
-def test_the_prefill_reads_each_weight_from_the_channels_a_decode_step_computes_it_on() -> None:
-    # One layout serves both phases: OPT-125M's 12 heads take 64 // 12 = 5 channels each,
-    # so a decode step's Q/K/V GEMVs run on channels 0..60, and the prefill streams those
-    # weights from the same 60 channels (the FFN's and the output projection's from all 64).
-    prefill = _lowered("opt-125m", 32)
+@pytest.mark.parametrize(
+    ("fill_banks", "qkv_channels"),
+    [
+        # OPT-125M's 12 heads of 64 rows fill one channel's 64 banks each: Q on channels
+        # 0..11, K on 12..23, V on 24..35.
+        ("all", (range(0, 12), range(12, 24), range(24, 36))),
+        # The paper's spread: 64 // 12 = 5 channels a head, each of Q/K/V on 0..59.
+        ("none", (range(60),) * 3),
+    ],
+)
+def test_the_prefill_reads_each_weight_from_the_channels_a_decode_step_computes_it_on(
+    fill_banks: str, qkv_channels: tuple[range, range, range]
+) -> None:
+    # One layout serves both phases: the prefill streams each weight from the channels a
+    # decode step's GEMV of it runs on (the FFN's and the output projection's all 64).
+    prefill = _lowered("opt-125m", 32, fill_banks=fill_banks)
     decode = import_model("opt-125m")
-    HpimLowerPass(hw="hpim").apply(Context(), decode)
+    HpimLowerPass(hw="hpim", fill_banks=fill_banks).apply(Context(), decode)
     reads = _channels_by_weight(prefill, hbm_isa.ReadOp)
     gemvs = _channels_by_weight(decode, hbm_isa.GemvOp)
-    assert reads["q_proj"] == gemvs["q_proj"] == set(range(60))
-    assert reads["fc1"] == gemvs["fc1"] == set(range(64))
-    assert all(reads[w] == gemvs[w] for w in ("k_proj", "v_proj", "o_proj", "fc2"))
+    for weight, channels in zip(("q_proj", "k_proj", "v_proj"), qkv_channels, strict=True):
+        assert reads[weight] == gemvs[weight] == set(channels)
+    for weight in ("o_proj", "fc1", "fc2"):
+        assert reads[weight] == gemvs[weight] == set(range(64))
 
 
 def test_an_ffn_too_wide_to_fit_runs_in_blocks_of_its_intermediate() -> None:

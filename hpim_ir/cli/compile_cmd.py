@@ -48,7 +48,7 @@ def add_fill_banks(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fill-banks", choices=FILL_BANKS, default=FILL_BANKS[0],
         help="which Q/K/V GEMVs put their heads on as few HBM-PIM channels as fill the banks: "
-        "gqa (grouped-query attention's K and V; default), all, none",
+        "all (default), gqa (grouped-query attention's K and V only), none (the paper's spread)",
     )
 
 

@@ -5,12 +5,12 @@
 
 // OPT-125M's prefill of 8 tokens: one chunk (prologue, 12 layers), then the epilogue.
 // CHECK: hbm_isa.stream attributes {section = "prologue.0"
-// HBM-PIM reads q_proj's first tile (192 of its 768 input rows) in normal mode from the 60
-// channels a decode step's Q GEMV runs on (12 heads, 64 // 12 = 5 channels each): 192 x 768
-// x 2 B over 60 channels = 4915 B per channel = 2.4 columns of its 64 banks, read as 3; and
-// raises the tile's token. Its `data`: input rows 0..191 of each core's 24 columns.
+// HBM-PIM reads q_proj's first tile (192 of its 768 input rows) in normal mode from the 12
+// channels a decode step's Q GEMV runs on (12 heads of 64 rows, one channel's 64 banks each):
+// 192 x 768 x 2 B over 12 channels = 24 KiB per channel = 12 columns of its 64 banks (2 KiB
+// each); and raises the tile's token. Its `data`: input rows 0..191 of each core's 24 columns.
 // CHECK-LABEL: hbm_isa.stream attributes {section = "layers.0", repeat = 12 : i64
-// CHECK-NEXT: hbm_isa.read ch 0 to 60 row 0 rows 1 cols 3 {part = "qkv", data = {dst = "q_proj.0", w = "q_proj", at = 0 : i64, inputs = 192 : i64, first = 0 : i64, columns = 24 : i64, per_core = 24 : i64}}
+// CHECK-NEXT: hbm_isa.read ch 0 to 12 row 0 rows 1 cols 12 {part = "qkv", data = {dst = "q_proj.0", w = "q_proj", at = 0 : i64, inputs = 192 : i64, first = 0 : i64, columns = 24 : i64, per_core = 24 : i64}}
 // CHECK-NEXT: hbm_isa.signal tok [[READY:[0-9]+]]
 // Tile 2 is read only once the cores have freed tile 0's buffers.
 // CHECK: hbm_isa.wait tok [[FREE:[0-9]+]]

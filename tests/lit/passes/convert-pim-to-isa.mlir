@@ -13,13 +13,14 @@
 // Q, K, V wait for the LayerNorm output, then stream their rows through the bank PUs.
 // CHECK: hbm_isa.wait tok [[LN:[0-9]+]]
 // Each instruction says what it computes (`data`, docs/functional.md): the global buffer
-// holds the LayerNorm output from element 0; channels 0..47 compute q_proj's rows 0..623,
-// 13 each (12 heads of 64 over 60 channels), the bias preloaded; the readout delivers Q.
-// CHECK: hbm_isa.load_gb ch 0 to 48 cols 32 {data = {src = "[[LNV:v[0-9]+]]", at = 0 : i64}
-// CHECK-NEXT: hbm_isa.gemv ch 0 to 48 row 0 rows 1 cols 32 {data = {w = "q_proj", out = 0 : i64, rows = 13 : i64, group = 0 : i64, at = 0 : i64, bias = "q_proj.bias"}
-// CHECK: hbm_isa.gemv ch 0 to 48 row 1 rows 1 cols 16 {data = {w = "q_proj", out = 0 : i64, rows = 13 : i64, group = 0 : i64, at = 512 : i64}
-// CHECK: hbm_isa.readout ch 0 to 48 n 1 {data = {dst = "[[Q:v[0-9]+]]", size = 768 : i64, per_ctx = 0 : i64}
-// CHECK: hbm_isa.gemv ch 48 to 60 row 0 rows 1 cols 32 {data = {w = "q_proj", out = 624 : i64, rows = 12 : i64
+// holds the LayerNorm output from element 0; q_proj's 12 heads of 64 rows fill the banks of
+// channels 0..11, a head each (`pim-tile-hbm{fill=all}`), the bias preloaded; the readout
+// delivers Q. K's heads follow on channels 12..23, computing at the same time.
+// CHECK: hbm_isa.load_gb ch 0 to 12 cols 32 {data = {src = "[[LNV:v[0-9]+]]", at = 0 : i64}
+// CHECK-NEXT: hbm_isa.gemv ch 0 to 12 row 0 rows 1 cols 32 {data = {w = "q_proj", out = 0 : i64, rows = 64 : i64, group = 0 : i64, at = 0 : i64, bias = "q_proj.bias"}
+// CHECK: hbm_isa.gemv ch 0 to 12 row 1 rows 1 cols 16 {data = {w = "q_proj", out = 0 : i64, rows = 64 : i64, group = 0 : i64, at = 512 : i64}
+// CHECK: hbm_isa.readout ch 0 to 12 n 4 {data = {dst = "{{v[0-9]+}}", size = 768 : i64, per_ctx = 0 : i64}
+// CHECK: hbm_isa.gemv ch 12 to 24 row 3 rows 1 cols 32 {data = {w = "k_proj", out = 0 : i64, rows = 64 : i64
 // CHECK: hbm_isa.signal tok [[K:[0-9]+]]
 // CHECK-LABEL: sram_isa.stream attributes {section = "layers", repeat = 12 : i64}
 // CHECK: sram_isa.allgather cores 0 to 32 {{.*}} {part = "other", data = {stat = "moments"}}
