@@ -85,11 +85,27 @@ def _start_of_stage(block: Block, place: pim.PlaceAttr, consumer: Operation) -> 
     return next(op for op in block.ops if op is consumer or starts(op))
 
 
+def _holds_back(op: Operation) -> bool:
+    """Whether a concurrent GEMV issued after `op` on the in-order HBM-PIM stream would wait
+    for it: an HBM-PIM wait stalls the stream, and HBM-PIM work may use the GEMV's channels
+    (a cache append, a cache read, another GEMV). The readout of a GEMV's result and
+    signals stay ahead of it: they are short, and moved behind it they would deliver their
+    value only once it completes."""
+    if isinstance(op, pim.WaitOp):
+        return op.place == pim.HBM
+    if isinstance(op, pim.TransferOp):
+        return op.source == pim.HBM and not isinstance(op.input.owner, pim.LinearOp)
+    if isinstance(op, pim.SignalOp | pim.GetWeightOp):
+        return False
+    return pim.is_placed(op) and op.properties["place"] == pim.HBM
+
+
 def _issue_concurrent(linear: pim.LinearOp) -> None:
-    """Move a `pim.concurrent` GEMV (and the weight read it alone uses) before the first
-    HBM-PIM wait after the last GEMV before it reading the same input, so the HBM-PIM
-    stream issues it before anything that stalls. Its operands are that GEMV's input and its
-    own weight, so the move keeps every value defined before its use."""
+    """Move a `pim.concurrent` GEMV (and the reads of its weight and bias) before the first op
+    after the last GEMV before it reading the same input that would hold it back
+    (`_holds_back`), so the HBM-PIM stream issues it while that GEMV still computes. Its
+    other operand is that GEMV's input, so the move keeps every value defined before its
+    use."""
     block = linear.parent_block()
     assert block is not None
     ops = list(block.ops)
@@ -99,19 +115,13 @@ def _issue_concurrent(linear: pim.LinearOp) -> None:
         for index, op in enumerate(ops[:at])
         if isinstance(op, pim.LinearOp) and op.place == pim.HBM and op.input == linear.input
     )
-    waits = [
-        index
-        for index in range(previous + 1, at)
-        if isinstance(ops[index], pim.WaitOp) and ops[index].place == pim.HBM
-    ]
-    if not waits:
+    held = [index for index in range(previous + 1, at) if _holds_back(ops[index])]
+    if not held:
         return  # nothing between the two holds it back
-    stall = ops[waits[0]]
-    weight = linear.weight.owner
-    moved = [linear]
-    if isinstance(weight, pim.GetWeightOp) and weight in ops[waits[0] : at]:
-        moved.insert(0, weight)
-    for op in moved:
+    stall = ops[held[0]]
+    between = ops[held[0] : at]
+    reads = [v.owner for v in linear.operands if isinstance(v.owner, pim.GetWeightOp)]
+    for op in [*(read for read in between if read in reads), linear]:
         op.detach()
         Rewriter.insert_op(op, InsertPoint.before(stall))
 
@@ -135,10 +145,12 @@ class PimInsertPipelinePass(ModulePass):
       subsystems still overlap where the schedule lets them).
 
     A GEMV `pim-schedule` marked `pim.concurrent` (its channels disjoint from the previous
-    GEMV on its input: GQA's V beside K) moves, with its weight read, before the first
-    HBM-PIM wait after that GEMV (K's wait for its RoPE from SRAM-PIM, in front of K's
-    cache append): the in-order HBM-PIM stream then issues it while the other GEMV still
-    computes, instead of behind the wait and the cache traffic.
+    GEMV on its input: V beside K) moves, with its weight read, before the first HBM-PIM
+    op after that GEMV that would hold it back: a wait (K's wait for its RoPE from
+    SRAM-PIM, in front of K's cache append) or work on its channels (K's cache append and
+    reads): the in-order HBM-PIM stream then issues it while the other GEMV still
+    computes, instead of behind the wait and the cache traffic. K's readout and signal,
+    on K's channels, stay ahead of it.
 
     Requires `pim-schedule` (the `stage` attributes) and, for tiling, `pim-tile-hbm`.
     """

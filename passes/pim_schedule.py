@@ -61,7 +61,8 @@ def _disjoint(first: pim.LinearOp, second: pim.LinearOp) -> bool:
 
 def _mark_concurrent(block: Block) -> None:
     """Mark each tiled HBM GEMV whose channels are disjoint from those of the last GEMV
-    before it in the block that reads the same input (GQA's V beside K, `pim-tile-hbm`)."""
+    before it in the block that reads the same input (heads that fill the banks side by side,
+    `pim-tile-hbm`)."""
     last: dict = {}  # input value -> the last tiled HBM GEMV reading it
     for op in block.ops:
         if not isinstance(op, pim.LinearOp) or op.place != pim.HBM or op.tile is None:
@@ -95,11 +96,11 @@ class PimScheduleAnalysisPass(ModulePass):
     synchronization.
 
     It also marks `pim.concurrent` an HBM-PIM GEMV whose channels are disjoint from those
-    of the last GEMV before it that reads the same input (GQA's V beside K, as
-    `pim-tile-hbm` places them): `pim-insert-pipeline` issues it ahead of the HBM-PIM waits
-    between the two, so it computes while the other does. In program order, V would wait
-    behind K's cache append, which waits for SRAM-PIM's RoPE of K, and its channels would
-    idle through K's GEMV.
+    of the last GEMV before it that reads the same input (V beside K, K beside Q, as
+    `pim-tile-hbm` places heads that fill the banks): `pim-insert-pipeline` issues it ahead
+    of the HBM-PIM work between the two, so it computes while the other does. In program
+    order, V would wait behind K's cache append (and, with RoPE, SRAM-PIM's RoPE of K
+    before it), and its channels would idle through K's GEMV.
     """
 
     name = "pim-schedule"
