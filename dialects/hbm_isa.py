@@ -62,6 +62,7 @@ from hpim_ir.asm.syntax import (
     record_of_fields,
     section_problem,
 )
+from hpim_ir.dialects.interned import int_attr
 from hpim_ir.errors import HpimError
 from hpim_ir.sim.hbm.program import RECORD_DTYPE, HbmOp, HbmProgram, Section
 
@@ -170,7 +171,7 @@ class HbmInstructionOp(IRDLOperation):
     traits = traits_def(HasParent(StreamOp))
 
     def __init__(self, **fields: int):
-        super().__init__(properties={name: IntegerAttr(v, i64) for name, v in fields.items()})
+        super().__init__(properties={name: int_attr(v) for name, v in fields.items()})
 
     @classmethod
     def syntax(cls) -> InstructionSyntax:

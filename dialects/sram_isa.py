@@ -61,6 +61,7 @@ from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.mlir_lexer import MLIRTokenKind
 
 from hpim_ir.dialects.hbm_isa import SectionStreamBase
+from hpim_ir.dialects.interned import int_attr, str_attr
 from hpim_ir.errors import HpimError
 from hpim_ir.sim.sram.program import (
     FORMS,
@@ -296,17 +297,17 @@ class SramInstructionOp(IRDLOperation):
     ):
         properties: dict[str, Attribute] = {}
         if kind is not None:
-            properties["kind"] = StringAttr(kind)
+            properties["kind"] = str_attr(kind)
         if cores is not None:
-            properties["core_lo"] = IntegerAttr(cores[0], i64)
-            properties["core_hi"] = IntegerAttr(cores[1], i64)
+            properties["core_lo"] = int_attr(cores[0])
+            properties["core_hi"] = int_attr(cores[1])
         for name, value in fields.items():
             if value is None:
                 continue
             if name in SIZE_NAMES:
                 properties[name] = SizeAttr(value)
             else:
-                properties[name] = IntegerAttr(int(value), i64)
+                properties[name] = int_attr(int(value))
         super().__init__(properties=properties, attributes=attributes)
 
     # -- reading the fields --

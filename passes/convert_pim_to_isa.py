@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from hpim_ir.dialects import hbm_isa, pim, sram_isa
+from hpim_ir.dialects.interned import str_attr
 from hpim_ir.passes.lower_hbm import (
     data_attr,
     lower_attention_product,
@@ -271,7 +272,7 @@ class _Lowering:
         section = self.section
         hbm_before = len(section.hbm)
         self.lower_op(op)
-        part = StringAttr(part_of(op))
+        part = str_attr(part_of(op))
         for emitted in section.hbm[hbm_before:]:
             emitted.attributes["part"] = part
         section.sram_parts.extend([part.data] * (len(section.sram.rows) - len(section.sram_parts)))
@@ -899,7 +900,7 @@ class ConvertPimToIsaPass(ModulePass):
             for index, (instruction, part) in enumerate(
                 zip(stream.body.block.ops, section.sram_parts, strict=True)
             ):
-                instruction.attributes["part"] = StringAttr(part)
+                instruction.attributes["part"] = str_attr(part)
                 if index in section.sram_data:
                     instruction.attributes["data"] = data_attr(section.sram_data[index])
             stream.properties["section"] = StringAttr(section.name)

@@ -11,10 +11,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, StringAttr
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr
 from xdsl.ir import Attribute, Operation
 
 from hpim_ir.dialects import hbm_isa, pim
+from hpim_ir.dialects.interned import int_attr, str_attr
 from hpim_ir.hardware import HbmConfig
 from hpim_ir.passes.pim_tile_hbm import (
     BYTES_FP16,
@@ -33,10 +34,10 @@ def data_attr(data: dict[str, str | int | float]) -> DictionaryAttr:
 
     def attr(value: str | int | float) -> Attribute:
         if isinstance(value, str):
-            return StringAttr(value)
+            return str_attr(value)
         if isinstance(value, float):
             return FloatAttr(value, 64)
-        return IntegerAttr(value, 64)
+        return int_attr(value)
 
     return DictionaryAttr({key: attr(value) for key, value in data.items()})
 

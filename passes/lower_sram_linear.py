@@ -91,6 +91,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from hpim_ir.dialects import hbm_isa, pim
+from hpim_ir.dialects.interned import str_attr
 from hpim_ir.passes.convert_pim_to_isa import (
     STATS_BYTES,
     VECTOR_FNS,
@@ -165,7 +166,7 @@ class Streams:
     def hbm(self, *ops: Operation, data: dict | None = None) -> None:
         """HBM records (`data`: what each computes)."""
         for op in ops:
-            op.attributes["part"] = StringAttr(self.part)
+            op.attributes["part"] = str_attr(self.part)
             if data is not None:
                 op.attributes["data"] = data_attr(data)
             self.section.hbm.append(op)
