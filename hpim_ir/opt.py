@@ -98,7 +98,8 @@ def verify_located(module: ModuleOp, starts: dict[Operation, Span]) -> None:
             message = str(error).removeprefix("Operation does not verify: ")
             if op in starts:
                 raise VerifyException(starts[op].print_with_context(message).rstrip()) from None
-            raise VerifyException(f"{op.name}: {message}") from None
+            named = f"'{op.name}'" in message  # most verifiers name the op themselves
+            raise VerifyException(message if named else f"{op.name}: {message}") from None
 
 
 def parse_module_text(text: str, name: str) -> ModuleOp:
@@ -157,6 +158,10 @@ class HpimOptMain(xDSLOptMain):
         if not self.args.disable_verify:
             verify_located(prog, self._op_starts)
         super().apply_passes(prog)
+        if not self.args.disable_verify and self.pipeline.passes:
+            # Dominance too, which xDSL's verification after each pass leaves out: a pass
+            # that moves an op above its operands' definitions fails here, not downstream.
+            verify_located(prog, {})
 
 
 # What a malformed input or a failing pass raises; each carries a located message.

@@ -34,3 +34,37 @@ def test_stock_xdsl_opt_parses_llm(tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "llm.weight @w : tensor<4x4xf16>" in result.stdout
+
+
+def test_hpim_opt_verifies_dominance_after_the_passes(tmp_path, monkeypatch, capsys) -> None:
+    # xDSL verifies after each pass but not that values are defined before their uses; a
+    # pass that hoists an op above its operand's definition must fail in hpim-opt, naming
+    # the op, rather than print a module no parser would accept.
+    from dataclasses import dataclass
+
+    from xdsl.passes import ModulePass
+
+    from hpim_ir import universe
+    from hpim_ir.opt import main as opt_main
+
+    @dataclass(frozen=True)
+    class HoistLastPass(ModulePass):
+        name = "test-hoist-last"
+
+        def apply(self, ctx, op) -> None:
+            block = op.body.block.first_op.body.block  # the function's body
+            last = block.last_op.prev_op
+            last.detach()
+            block.insert_op_before(last, block.first_op)
+
+    monkeypatch.setitem(universe._REGISTERED.all_passes, HoistLastPass.name, lambda: HoistLastPass)
+    source = tmp_path / "f.mlir"
+    source.write_text(
+        "func.func @f() -> i64 {\n  %a = arith.constant 1 : i64\n"
+        "  %b = arith.addi %a, %a : i64\n  func.return %b : i64\n}\n"
+    )
+    assert opt_main([str(source), "-p", "test-hoist-last"]) == 1
+    assert capsys.readouterr().err == (
+        "hpim-opt: error: 'arith.addi': operand 0 is used before it is defined\n"
+    )
+    assert opt_main([str(source), "-p", "test-hoist-last", "--disable-verify"]) == 0
