@@ -65,6 +65,9 @@ def test_the_default_plan_is_the_papers_grid() -> None:
     assert "opt-30b@ianus-like/256+512" in keys and "opt-30b@cxl-pnm-like/256+768" in keys
     assert {"opt-13b@hpim/no-pipeline/256+768", "opt-13b@hpim/serial/256+768",
             "opt-13b@hpim/hbm-only/256+768"} <= keys
+    # The grid again with the paper's head mapping.
+    assert {f"{model}@hpim/fill-none/256+768" for model in PAPER_MODELS} <= keys
+    assert Run("opt-350m", 256, 768, fill_banks="none").argv()[-2:] == ["--fill-banks", "none"]
     # Both GPU baselines are asked of every run; no policy is forced on a design's preset.
     argv = Run("opt-1.3b", 256, 512, hw="ianus-like").argv()
     assert argv.count("--baseline") == 2 and "--policy" not in argv
@@ -125,7 +128,9 @@ def test_tiny_grid_writes_markdown_json_and_plots(tiny_results) -> None:
     markdown = (out / "paper.md").read_text()
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"command", "paper", "tables", "runs"}
-    assert set(results["tables"]) == {"speedup_a100", "prefill", "pim_designs", "breakdown", "ablation"}
+    assert set(results["tables"]) == {
+        "speedup_a100", "prefill", "pim_designs", "breakdown", "ablation", "mapping"
+    }
     assert set(results["runs"]) == {run.key for run in TINY.runs()}
     for table in results["tables"].values():
         assert all(len(row) == len(table["columns"]) for row in table["rows"])
@@ -138,6 +143,23 @@ def test_tiny_grid_writes_markdown_json_and_plots(tiny_results) -> None:
     a100 = next(b for b in report["baselines"] if b["name"] == "a100")
     row = results["tables"]["speedup_a100"]["values"][0]
     assert row["ours"]["a100"] == pytest.approx(a100["total_ms"] / report["total_ms"])
+
+
+def test_the_mapping_table_sets_the_papers_head_mapping_beside_ours(tiny_results) -> None:
+    # OPT-125M's 12 heads of 64 rows: ours puts each on one channel's 64 banks (Q, K and V
+    # at once), the paper's over 5 channels of 13 rows (one GEMV after the other): a
+    # slower decode, and its speedup is the GPU's total over that run's.
+    out, outcomes = tiny_results
+    table = json.loads((out / "results.json").read_text())["tables"]["mapping"]
+    row = table["values"][0]
+    mapped = outcomes[TINY.grid_run("opt-125m", fill_banks="none").key].report
+    ours = outcomes[TINY.grid_run("opt-125m").key].report
+    assert row["decode_ms_per_token"] == {"paper_mapping": mapped["decode_ms_per_token"],
+                                          "ours": ours["decode_ms_per_token"]}
+    assert mapped["decode_ms_per_token"] > ours["decode_ms_per_token"]
+    a100 = next(b for b in mapped["baselines"] if b["name"] == "a100")
+    assert row["paper_mapping"]["a100"] == pytest.approx(a100["total_ms"] / mapped["total_ms"])
+    assert [r[0] for r in table["rows"]] == ["opt-125m", "average of the six", "peak of the six"]
 
 
 def test_a_design_that_does_not_exist_is_not_available_not_a_number(tiny_results) -> None:
