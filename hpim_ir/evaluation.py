@@ -675,8 +675,8 @@ def mapping_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
         "Our compiler puts each Q/K/V head on as few HBM-PIM channels as its rows fill, Q, K "
         f"and V side by side computing at once (`--fill-banks {FILL_BANKS[0]}`, the default, "
         "docs/passes.md); the paper splits Q/K/V head-wise, which we read as every head over "
-        f"`channels / heads` channels (`--fill-banks {PAPER_MAPPING}`, the mapping of the "
-        "calibration). Where a model's heads already fill their channels "
+        f"`channels / heads` channels (`--fill-banks {PAPER_MAPPING}`). Where a model's heads "
+        "already fill their channels "
         "the two are the same program. The grid again with the paper's mapping, so that what "
         "our mapping adds to the average and the peak is in view.",
         ["model", "paper", "paper's mapping vs `a100`", "dev", "paper's mapping vs `a100-eager`",
