@@ -20,13 +20,17 @@ the group's weights. Per tile:
   mode (`hbm_isa.read`: whole rows of every bank, then the columns of a last partial row)
   and raises the tile's *ready* token;
 - SRAM-PIM (at a row block's first tile: all-gathers the block's `m x k` slice of `X`)
-  waits for *ready*, loads its `k x ceil(N / cores)` share of the tile over the link, and
-  multiplies on the TCU (`gemm m, N/cores, k`, accumulating into `Y`), then raises the
-  tile's *free* token.
+  waits for *ready*, loads its `k x ceil(N / cores)` share of the tile over the link,
+  raises the tile's *free* token, and multiplies on the TCU (`gemm m, N/cores, k`,
+  accumulating into `Y`).
 
 Gathered blocks and weight shares are double-buffered: the next ones land in the other
-buffer while the current ones are multiplied, and HBM-PIM reads tile `i + 2` only once tile
-`i` is *free* (its `hbm_isa.wait`), so it runs at most two tiles ahead of the cores. `k` is
+buffer while the current ones are multiplied (a core's load into a buffer waits for the
+multiply that reads it, the engine's dependency rule), and HBM-PIM reads tile `i + 2` only
+once tile `i` is *free* (its `hbm_isa.wait`): every core has loaded it, so HBM-PIM's side
+holds at most two tiles that the cores have not taken. (A signal is raised once every
+earlier instruction of its cores has completed, so *free* also waits for the multiply of
+tile `i - 1`.) `k` is
 the largest multiple of the TCU rows whose four buffers fit the activation memory left, and
 at most a quarter of `K` (so the stream pipelines); if one TCU-row block of every output
 column of a core does not fit (a large vocabulary, a wide FFN at many tokens), tiles are
@@ -399,6 +403,8 @@ def lower_streamed_linear(
             SramOp.LOAD, dst=weights[t % 2], sizes=[inputs * columns * BYTES_FP16],
             data={"src": tile} if functional else None,
         )
+        if free[t] >= 0:  # the tile has left HBM-PIM's side; the multiply need not end first
+            streams.sram(SramOp.SIGNAL, tok=free[t])
         gemm = None
         if functional:  # the first row block starts each column block's accumulators (at the bias)
             start = at == 0 and not accumulate
@@ -409,8 +415,6 @@ def lower_streamed_linear(
             SramOp.GEMM, dst=out.y, src0=rows, src1=weights[t % 2],
             sizes=[tiling.tokens, columns, inputs], data=gemm,
         )
-        if free[t] >= 0:
-            streams.sram(SramOp.SIGNAL, tok=free[t])
     for number in (*gathered, *weights):
         streams.free(number)
     return offsets

@@ -12,20 +12,21 @@
 // CHECK-LABEL: hbm_isa.stream attributes {section = "layers.0", repeat = 12 : i64
 // CHECK-NEXT: hbm_isa.read ch 0 to 12 row 0 rows 1 cols 12 {part = "qkv", data = {dst = "q_proj.0", w = "q_proj", at = 0 : i64, inputs = 192 : i64, first = 0 : i64, columns = 24 : i64, per_core = 24 : i64}}
 // CHECK-NEXT: hbm_isa.signal tok [[READY:[0-9]+]]
-// Tile 2 is read only once the cores have freed tile 0's buffers.
+// Tile 2 is read only once the cores have loaded tile 0.
 // CHECK: hbm_isa.wait tok [[FREE:[0-9]+]]
 // The chunk's K and V go to the cache in HBM after the layer's weights.
 // CHECK: hbm_isa.write
 // CHECK: hbm_isa.write
 // CHECK-LABEL: sram_isa.stream attributes {section = "layers.0", repeat = 12 : i64}
 // Each core gathers the tile's slice of the LayerNorm output (8 x 192 x 2 B / 32 cores =
-// 96 B from each), waits for the tile, loads its 24 output columns of it (192 x 24 x 2 B)
-// and multiplies on its TCU (8 tokens), its accumulators starting from the bias.
+// 96 B from each), waits for the tile, loads its 24 output columns of it (192 x 24 x 2 B),
+// frees the tile on HBM-PIM's side, and multiplies on its TCU (8 tokens), its
+// accumulators starting from the bias.
 // CHECK: sram_isa.allgather cores 0 to 32 dst [[X:[0-9]+]] src0 {{[0-9]+}} bytes 96 {part = "qkv", data = {at = 0 : i64, inputs = 192 : i64}}
 // CHECK-NEXT: sram_isa.wait cores 0 to 32 tok [[READY]]
 // CHECK-NEXT: sram_isa.load cores 0 to 32 dst [[W:[0-9]+]] bytes 9216 {part = "qkv", data = {src = "q_proj.0"}}
-// CHECK-NEXT: sram_isa.gemm cores 0 to 32 dst {{[0-9]+}} src0 [[X]] src1 [[W]] m 8 n 24 k 192 {part = "qkv", data = {kind = "linear", start = 1 : i64, bias = "q_proj.bias"}}
 // CHECK-NEXT: sram_isa.signal cores 0 to 32 tok [[FREE]]
+// CHECK-NEXT: sram_isa.gemm cores 0 to 32 dst {{[0-9]+}} src0 [[X]] src1 [[W]] m 8 n 24 k 192 {part = "qkv", data = {kind = "linear", start = 1 : i64, bias = "q_proj.bias"}}
 // Attention per head on 24 cores (12 heads, 2 cores each, 4 queries per core): q.K^T,
 // softmax, s.V.
 // CHECK: sram_isa.gemm cores 0 to 24 dst [[S:[0-9]+]] {{.*}} m 4 n 8 k 64 {part = "attention", data = {{{.*}}kind = "scores", phase = 0 : i64}}

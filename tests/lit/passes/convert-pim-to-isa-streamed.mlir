@@ -12,16 +12,17 @@
 // channels: 2.25 columns of the 64 banks, read as 3) in normal mode from layer 0's row 0.
 // CHECK-NEXT: hbm_isa.read ch 0 to 64 row 0 rows 1 cols 3 {part = "qkv"
 // CHECK-NEXT: hbm_isa.signal tok [[READY:[0-9]+]]
-// Tile 2 is read once the cores have freed tile 0's buffers.
+// Tile 2 is read once the cores have loaded tile 0.
 // CHECK: hbm_isa.wait tok [[FREE:[0-9]+]]
 // CHECK-LABEL: sram_isa.stream attributes {section = "layers", repeat = 12 : i64}
 // Each core gathers the row block's slice of the LayerNorm output (192 x 2 B / 32 cores), waits
-// for the tile, loads its 24 output columns of it (192 x 24 x 2 B) and multiplies one token.
+// for the tile, loads its 24 output columns of it (192 x 24 x 2 B), frees the tile on
+// HBM-PIM's side and multiplies one token.
 // CHECK: sram_isa.allgather cores 0 to 32 dst [[X:[0-9]+]] src0 {{[0-9]+}} bytes 12 {part = "qkv"
 // CHECK-NEXT: sram_isa.wait cores 0 to 32 tok [[READY]]
 // CHECK-NEXT: sram_isa.load cores 0 to 32 dst [[W:[0-9]+]] bytes 9216
-// CHECK-NEXT: sram_isa.gemm cores 0 to 32 dst {{[0-9]+}} src0 [[X]] src1 [[W]] m 1 n 24 k 192 {part = "qkv"
 // CHECK-NEXT: sram_isa.signal cores 0 to 32 tok [[FREE]]
+// CHECK-NEXT: sram_isa.gemm cores 0 to 32 dst {{[0-9]+}} src0 [[X]] src1 [[W]] m 1 n 24 k 192 {part = "qkv"
 // The LM head is not layered: it follows the 12 layers, from row 12 x 14 = 168.
 // CHECK-LABEL: hbm_isa.stream attributes {section = "epilogue"
 // CHECK-NEXT: hbm_isa.read ch 0 to 64 row 168
