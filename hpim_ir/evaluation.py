@@ -676,9 +676,8 @@ def mapping_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
         f"and V side by side computing at once (`--fill-banks {FILL_BANKS[0]}`, the default, "
         "docs/passes.md); the paper splits Q/K/V head-wise, which we read as every head over "
         f"`channels / heads` channels (`--fill-banks {PAPER_MAPPING}`). Where a model's heads "
-        "already fill their channels "
-        "the two are the same program. The grid again with the paper's mapping, so that what "
-        "our mapping adds to the average and the peak is in view.",
+        "already fill their channels the two are the same program. The grid again with the "
+        "paper's mapping, so that what our mapping adds to the average and the peak is in view.",
         ["model", "paper", "paper's mapping vs `a100`", "dev", "paper's mapping vs `a100-eager`",
          "dev", "ours vs `a100`", "decode ms/token: paper's mapping", "ours", "why it differs"],
     )
@@ -707,8 +706,7 @@ def mapping_table(outcomes: dict[str, Outcome], plan: EvalPlan) -> Table:
             f"{ours.report['decode_ms_per_token']:.3f}", why,
         ])
         table.values.append({
-            "model": model, "paper": PAPER["speedup_a100_256_768"].get(model),
-            "paper_mapping": theirs,
+            "model": model, "paper": paper, "paper_mapping": theirs,
             "decode_ms_per_token": {"paper_mapping": mapped.report["decode_ms_per_token"],
                                     "ours": ours.report["decode_ms_per_token"]},
         })
