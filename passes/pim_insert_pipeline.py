@@ -145,10 +145,10 @@ class PimInsertPipelinePass(ModulePass):
       subsystems still overlap where the schedule lets them).
 
     A GEMV `pim-schedule` marked `pim.concurrent` (its channels disjoint from the previous
-    GEMV on its input: V beside K) moves, with its weight read, before the first HBM-PIM
-    op after that GEMV that would hold it back: a wait (K's wait for its RoPE from
-    SRAM-PIM, in front of K's cache append) or work on its channels (K's cache append and
-    reads): the in-order HBM-PIM stream then issues it while the other GEMV still
+    GEMV on its input: V beside K) moves, with its weight and bias reads, before the first
+    HBM-PIM op after that GEMV that would hold it back: a wait (K's wait for its RoPE from
+    SRAM-PIM, in front of K's cache append) or work that may use its channels (K's cache
+    append and reads): the in-order HBM-PIM stream then issues it while the other GEMV still
     computes, instead of behind the wait and the cache traffic. K's readout and signal,
     on K's channels, stay ahead of it.
 
