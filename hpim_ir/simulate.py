@@ -313,11 +313,12 @@ class SimulationReport:
 
 @dataclass(frozen=True)
 class Runs:
-    """Simulations a result needs (`measure_steps`'s (program, context) pairs) and how
-    their measures, in order, make it: the phases of a request plan their runs first, so
-    one pool of workers simulates them all (`measure_all`)."""
+    """Simulations a result needs (`measure_steps`'s (program, context) pairs, or (program,
+    context, trace path)) and how their measures, in order, make it: the phases of a
+    request plan their runs first, so one pool of workers simulates them all
+    (`measure_all`)."""
 
-    runs: list[tuple[object, int]]
+    runs: list[tuple]
     finish: Callable[[list[StepMeasure]], object]
 
 
@@ -337,10 +338,11 @@ def measure_all(
 
 def decode_runs(
     options: CompileOptions, prompt: int, generate: int, program, exact: bool = False,
-    samples: int = 8,
+    samples: int = 8, trace: str | None = None,
 ) -> Runs:
     """The decode steps of a request to simulate, all of them if `exact`, else `samples`
-    of them; they finish as (the contexts simulated, their measures)."""
+    of them (the last always among them, which writes its Perfetto timeline to `trace`);
+    they finish as (the contexts simulated, their measures)."""
     config = load_config(options.model)
     if prompt < 1 or generate < 1:
         raise HpimError(f"prompt ({prompt}) and generate ({generate}) must be at least 1")
@@ -351,7 +353,9 @@ def decode_runs(
         )
     contexts = decode_contexts(prompt, generate)
     chosen = contexts if exact else sampled_contexts(contexts, samples)
-    return Runs([(program, int(context)) for context in chosen], lambda measures: (chosen, measures))
+    runs = [(program, int(context)) for context in chosen]
+    runs[-1] += (trace,)
+    return Runs(runs, lambda measures: (chosen, measures))
 
 
 _FORKED: tuple[list, Hardware] | None = None
@@ -361,15 +365,14 @@ inherit rather than receive (a compiled prefill pickles to megabytes)."""
 
 def _measure_forked(index: int) -> StepMeasure:
     runs, hw = _FORKED
-    program, context = runs[index]
-    return measure_step(program, hw, context)
+    return measure_step(runs[index][0], hw, *runs[index][1:])
 
 
 def measure_steps(
     runs: list[tuple[object, int]], hw: Hardware, workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[StepMeasure]:
-    """`measure_step` of each (program, context) of `runs`, in order; `progress(done, total)`
+    """`measure_step` of each (program, context[, trace]) of `runs`, in order; `progress(done, total)`
     after each. With `workers` > 1, in that many processes forked from this one: a step is
     simulated the same wherever it runs, so the results are those of one process."""
     global _FORKED
@@ -381,8 +384,8 @@ def measure_steps(
             progress(len(measures), len(runs))
 
     if workers <= 1 or len(runs) <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        for program, context in runs:
-            done(measure_step(program, hw, context))
+        for program, *run in runs:
+            done(measure_step(program, hw, *run))
         return measures
     _FORKED = (runs, hw)
     try:
@@ -400,14 +403,19 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def measure_step(program, hw: Hardware, context: int) -> StepMeasure:
+def measure_step(program, hw: Hardware, context: int, trace: str | None = None) -> StepMeasure:
     """Simulate one decode step with the central scheduler and attribute its time to the
     parts of the layer (`MachineResult.part_times`): `parts_ns` are the parts' shares of the
     step, which sum to it (`other` takes untagged work and the time no unit works);
-    `spans_ns` the time during which some unit works for each part (they overlap)."""
+    `spans_ns` the time during which some unit works for each part (they overlap). With
+    `trace`, the step's Perfetto timeline is written there too."""
     from hpim_ir.sim.scheduler import simulate_machine
 
     result = simulate_machine(program, hw, context)
+    if trace:
+        from hpim_ir.sim.trace_events import write_trace_events
+
+        write_trace_events(result, trace)
     times = result.part_times()
     parts = {part: times.share_ns.get(part, 0.0) for part in PARTS}
     parts["other"] += times.idle_ns + sum(
@@ -660,7 +668,7 @@ def simulate_request(
         if progress_bar is not None:
             progress_bar.update(task, completed=done, total=total)
 
-    decode = decode_runs(options, prompt, generate, program, exact, samples)
+    decode = decode_runs(options, prompt, generate, program, exact, samples, trace)
     first = prefill_runs(options, prompt, use_cache, exact, program, samples, prefill_mode)
     try:
         # The prefill's runs first: its three-layer run is the longest, and a pool's
@@ -695,11 +703,6 @@ def simulate_request(
         "sram_busy": totals[2] / totals[0],
         "overlap": totals[3] / totals[0],
     }
-    if trace:
-        from hpim_ir.sim.scheduler import simulate_machine
-        from hpim_ir.sim.trace_events import write_trace_events
-
-        write_trace_events(simulate_machine(program, hw, int(contexts[-1])), trace)
     report = SimulationReport(
         model=config.name,
         hw=hw.name,

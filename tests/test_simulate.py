@@ -93,6 +93,28 @@ def test_steps_in_worker_processes_are_the_steps_of_one_process() -> None:
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_trace_is_the_last_steps_written_where_it_is_simulated(
+    tmp_path, monkeypatch, workers: int
+) -> None:
+    # `hpim simulate --trace`: the Perfetto timeline of the last decode step (4 + 2 tokens
+    # cached), written by whichever process simulates that step (not simulated again).
+    import json
+
+    from hpim_ir.cli import main
+    from hpim_ir.sim.scheduler import simulate_machine
+    from hpim_ir.sim.trace_events import trace_events
+
+    monkeypatch.setenv("HPIM_CACHE_DIR", str(tmp_path / "cache"))
+    trace = tmp_path / "last.json"
+    argv = ["simulate", "opt-125m", "--prompt", "4", "--generate", "3", "--json",
+            "--workers", str(workers), "--trace", str(trace)]
+    assert main(argv) == 0
+    program, _ = compiled_program(CompileOptions("opt-125m"), use_cache=False)
+    expected = trace_events(simulate_machine(program, load_hardware("hpim"), 6))
+    assert json.loads(trace.read_text()) == json.loads(json.dumps(expected))
+
+
 def test_compile_cache_hit_and_key(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HPIM_CACHE_DIR", str(tmp_path))
     options = CompileOptions("opt-125m", kv_cache="sram", max_context=64)
