@@ -222,8 +222,7 @@ def prefill_estimate(config: ModelConfig, hw: Hardware, prompt: int) -> PrefillE
     if sram is None:
         raise HpimError(f"hardware {hw.name!r} has no SRAM-PIM part to run the prefill on")
     clock = sram.clock_mhz * 1e6
-    macs_per_s = sram.cores * sram.tcu.rows * sram.tcu.cols * clock
-    bytes_per_s = min(hw.link.bandwidth_gbs, hw.hbm.peak_bandwidth_gbs) * 1e9
+    macs_per_s, bytes_per_s = hw.tcu_macs_per_s, hw.weight_stream_gbs * 1e9
     c, s = config, prompt
 
     def gemm(rows: int, inputs: int, outputs: int) -> tuple[float, float]:

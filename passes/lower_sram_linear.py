@@ -1026,10 +1026,7 @@ def compute_bound_tokens(hw: Hardware) -> int:
     per weight, `m` MACs at the TCUs' peak against 2 bytes at the stream's bandwidth (the
     slower of the link and HBM), `m = 2 x peak MACs/s / bytes/s` (`hpim` preset: 99). A
     larger chunk streams the weights fewer times but no faster per token."""
-    sram = hw.sram
-    macs_per_s = sram.cores * sram.tcu.rows * sram.tcu.cols * sram.clock_mhz * 1e6
-    bytes_per_s = min(hw.link.bandwidth_gbs, hw.hbm.peak_bandwidth_gbs) * 1e9
-    return math.ceil(2 * macs_per_s / bytes_per_s)
+    return math.ceil(2 * hw.tcu_macs_per_s / (hw.weight_stream_gbs * 1e9))
 
 
 def serial_prefill_ns(sections: list[Section], hw: Hardware) -> float:
@@ -1045,7 +1042,6 @@ def serial_prefill_ns(sections: list[Section], hw: Hardware) -> float:
     from hpim_ir.sim.sram.timing import tcu_cycles
 
     sram = hw.sram
-    bytes_per_ns = min(hw.link.bandwidth_gbs, hw.hbm.peak_bandwidth_gbs)
     gathers: dict[tuple[int, int, int], int] = {}  # (first core, cores, bytes) -> cycles
     cycles = loaded = 0.0
     for section in sections:
@@ -1067,7 +1063,7 @@ def serial_prefill_ns(sections: list[Section], hw: Hardware) -> float:
                 members = range(key[0], key[0] + key[1])
                 gathers[key] = Noc(sram).collective(SramOp.ALLGATHER, members, key[2], 0)
             cycles += repeat * gathers[key]
-    return cycles * 1e3 / sram.clock_mhz + loaded / bytes_per_ns
+    return cycles * 1e3 / sram.clock_mhz + loaded / hw.weight_stream_gbs
 
 
 def lower_prefill(

@@ -257,3 +257,15 @@ class Hardware:
     policy: str | None = None
     """The partitioning policy (`convert-llm-to-pim`) the machine is designed for, used by
     `hpim compile/simulate --hw` unless `--policy` is given; None: hpim's default."""
+
+    @property
+    def tcu_macs_per_s(self) -> float:
+        """The SRAM-PIM TCUs' peak multiply-accumulates per second, every core's."""
+        sram = self.sram
+        return sram.cores * sram.tcu.rows * sram.tcu.cols * sram.clock_mhz * 1e6
+
+    @property
+    def weight_stream_gbs(self) -> float:
+        """GB/s at which SRAM-PIM can stream weights out of HBM: the slower of the link and
+        HBM's external bandwidth."""
+        return min(self.link.bandwidth_gbs, self.hbm.peak_bandwidth_gbs)
