@@ -1038,29 +1038,26 @@ def serial_prefill_ns(sections: list[Section], hw: Hardware) -> float:
     collective costs, which a roofline does not (at 256 tokens, blocked against unblocked:
     LLaMA-3-8B on `hpim` 47.5 against 55.7 ms, simulated 33.8 and 42.0; OPT-6.7B on
     `attacc-like` 59.3 against 52.4, simulated 77.2 and 46.8)."""
+    from hpim_ir.sim.sram.bind import evaluate_sizes, record_cores
     from hpim_ir.sim.sram.noc import Noc
     from hpim_ir.sim.sram.timing import tcu_cycles
 
     sram = hw.sram
-    gathers: dict[tuple[int, int, int], int] = {}  # (first core, cores, bytes) -> cycles
+    gathers: dict[tuple[int, int, int], int] = {}  # (first core, end core, bytes) -> cycles
     cycles = loaded = 0.0
     for section in sections:
         records = section.sram.build().records
         repeat = max(section.repeat, 1)
         op = records["op"]
-        cores = np.where(records["core_hi"] < 0, sram.cores, records["core_hi"]) - records["core_lo"]
-
-        def size(i: int, where: np.ndarray) -> np.ndarray:  # prefill sizes are constants
-            return -(-records[f"b{i}"][where] // records[f"d{i}"][where])
-
-        gemm = op == SramOp.GEMM
-        cycles += repeat * tcu_cycles(size(0, gemm), size(1, gemm), size(2, gemm), sram.tcu).sum()
-        load = op == SramOp.LOAD
-        loaded += repeat * (size(0, load) * cores[load]).sum()
+        sizes = evaluate_sizes(records, 0)  # a prefill's sizes are constants
+        lo, hi = record_cores(records, sram.cores)
+        gemm, load = op == SramOp.GEMM, op == SramOp.LOAD
+        cycles += repeat * tcu_cycles(*sizes[gemm].T, sram.tcu).sum()
+        loaded += repeat * (sizes[load, 0] * (hi - lo)[load]).sum()
         for index in np.flatnonzero(op == SramOp.ALLGATHER):
-            key = (int(records["core_lo"][index]), int(cores[index]), int(size(0, index)))
+            key = (int(lo[index]), int(hi[index]), int(sizes[index, 0]))
             if key not in gathers:
-                members = range(key[0], key[0] + key[1])
+                members = range(key[0], key[1])
                 gathers[key] = Noc(sram).collective(SramOp.ALLGATHER, members, key[2], 0)
             cycles += repeat * gathers[key]
     return cycles * 1e3 / sram.clock_mhz + loaded / hw.weight_stream_gbs

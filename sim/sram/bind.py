@@ -124,11 +124,9 @@ def bind(
     records = program.records
     if locate is None:
         locate = lambda index: where(source, records, index)  # noqa: E731
-    sizes = _evaluate(records, int(ctx))
+    sizes = evaluate_sizes(records, int(ctx))
     _check_records(records, sizes, hw, int(ctx), locate)
-    lo = records["core_lo"].astype(np.int64)
-    hi = records["core_hi"].astype(np.int64)
-    hi = np.where((lo == 0) & (hi == -1), sram.cores, hi)
+    lo, hi = record_cores(records, sram.cores)
 
     counts = hi - lo
     record = np.repeat(np.arange(len(records)), counts)
@@ -166,7 +164,14 @@ def bind(
     return bound
 
 
-def _evaluate(records: np.ndarray, ctx: int) -> np.ndarray:
+def record_cores(records: np.ndarray, cores: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's half-open core range on a machine of `cores` cores (0, -1: every core)."""
+    lo = records["core_lo"].astype(np.int64)
+    hi = records["core_hi"].astype(np.int64)
+    return lo, np.where((lo == 0) & (hi == -1), cores, hi)
+
+
+def evaluate_sizes(records: np.ndarray, ctx: int) -> np.ndarray:
     """(records, 3) sizes at `ctx`: ceil((a * ctx + b) / d); d < 1 is reported later."""
     out = np.zeros((len(records), MAX_SIZES), dtype=np.int64)
     for i in range(MAX_SIZES):
