@@ -75,13 +75,15 @@ def test_two_transfers_sharing_a_link_serialize() -> None:
 
 def test_allgather_and_reduce_on_the_mesh() -> None:
     # 16 B = 2 cycles per link on the 2 x 2 mesh 0 1 / 2 3. allgather over 0..3: the ring
-    # in boustrophedon order 0 -> 1 -> 3 -> 2 -> 0 (0E; 1S; 3W; 2N), one hop each and no
-    # shared link: each of the 3 steps takes 2 + 1; from cycle 2: 2 + 3 * 3 = 11. (In core
-    # order, 1 -> 2 and 3 -> 0 would take two hops: 2 + 3 * 4 = 14.)
+    # in boustrophedon order 0 -> 1 -> 3 -> 2 -> 0 (0E; 1S; 3W; 2N), one hop each, used
+    # both ways: step 1 sends every block forward and backward (also 1W, 3N, 2E, 0S: eight
+    # directed links, none shared), 2 + 1; step 2 sends the opposite block forward only,
+    # 2 + 1; from cycle 2: 2 + 2 * 3 = 8. (One way round: 3 steps, 11; in core order,
+    # 1 -> 2 and 3 -> 0 would take two hops: 2 + 3 * 4 = 14.)
     # reduce: step 1 (1 -> 0, 3 -> 2: one hop) 2 + 1, plus the add: 2 + ceil(8 / 8) = 3;
     # step 2 (2 -> 0: one hop) 3 + 3: from cycle 2, 2 + 6 + 6 = 14.
     assert Noc(SMALL.sram).ring(range(4)) == [0, 1, 3, 2]
-    for op, end in ((SramOp.ALLGATHER, 11), (SramOp.REDUCE, 14)):
+    for op, end in ((SramOp.ALLGATHER, 8), (SramOp.REDUCE, 14)):
         b = with_buffers()
         b.add(op, None, dst=0, src0=1, sizes=[16])
         result = SramEngine(SMALL).run(b.build(), 0, timeline=True)
@@ -113,6 +115,24 @@ def test_the_allgather_ring_is_laid_on_the_mesh() -> None:
     ring = wide.ring(range(12))
     assert ring == [0, 4, 8, 9, 5, 6, 10, 11, 7, 3, 2, 1]
     assert all(len(wide.route(a, b)) == 1 for a, b in zip(ring, ring[1:] + ring[:1]))
+
+
+def test_an_allgather_of_the_whole_mesh_goes_both_ways_round() -> None:
+    # hpim's 4 x 8 mesh (32 B per link-cycle, 2 cycles a hop): 32 cores on the Hamiltonian
+    # cycle, 64 B blocks (2 cycles). Every step's transfers are one hop on distinct directed
+    # links, 2 + 2 cycles: 16 steps (15 both ways, the 16th the opposite block forward) take
+    # 64 cycles; each core receives its 31 blocks, 16 from behind and 15 from ahead.
+    hw = load_hardware("hpim")
+    noc = Noc(hw.sram)
+    steps = noc.gather_steps(range(32))
+    assert [len(step) for step in steps] == [64] * 15 + [32]
+    for step in steps:
+        links = [link for sender, receiver in step for link in noc.route(sender, receiver)]
+        assert len(links) == len(set(links)) == len(step)
+    assert noc.collective(SramOp.ALLGATHER, range(32), 64, 100) == 100 + 16 * (2 + 2)
+    # Three members gather in one step (each sends its block both ways); two in one.
+    assert [len(step) for step in noc.gather_steps(range(3))] == [6]
+    assert noc.gather_steps(range(2)) == [[(0, 1), (1, 0)]]
 
 
 def test_concurrent_collectives_contend_for_a_shared_link() -> None:

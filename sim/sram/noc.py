@@ -185,12 +185,25 @@ class Noc:
 
         return sorted(members, key=snake)
 
+    def gather_steps(self, cores: range) -> list[list[tuple[int, int]]]:
+        """The (sender, receiver) transfers of an all-gather among `cores`, step by step.
+
+        The members form the ring `ring`, used both ways, as a collective library uses a
+        ring of full-duplex links: in each step every member sends the block it received
+        last (its own first) to the next member and the block it received last from the
+        other side to the one before, so each block travels the shorter way round and
+        n members gather in floor(n / 2) steps, not n - 1. With an even n the last step
+        carries the block opposite each member one way only (it is one block, not two)."""
+        members = self.ring(cores)
+        count = len(members)
+        forward = [(members[j], members[(j + 1) % count]) for j in range(count)]
+        both = forward + [(receiver, sender) for sender, receiver in forward]
+        return [both if 2 * (step + 1) < count else forward for step in range(count // 2)]
+
     def _pairs(self, op: SramOp, cores: range) -> list[tuple[int, int]]:
         """The (sender, receiver) pairs of a collective's transfers (see `_collective`)."""
         if op == SramOp.ALLGATHER:
-            members = self.ring(cores)
-            count = len(members)
-            return [(members[j], members[(j + 1) % count]) for j in range(count)] if count > 1 else []
+            return [pair for step in self.gather_steps(cores) for pair in step]
         members = list(cores)
         count = len(members)
         pairs, stride = [], 1
@@ -202,23 +215,18 @@ class Noc:
     def _collective(self, op: SramOp, cores: range, nbytes: int, start: int) -> int:
         """`collective`, transfer by transfer.
 
-        `allgather`: a ring (`ring`), len - 1 steps; in each, every core sends its latest
-        `nbytes` block to the next core of the ring (the last to the first). `reduce`: a
-        binomial tree towards the first core, ceil(log2 len) steps; in step s, the core at
+        `allgather`: the steps of `gather_steps`, each transfer a block of `nbytes`.
+        `reduce`: a binomial tree towards the first core, ceil(log2 len) steps; in step s, the core at
         offset j + 2^s sends to the core at offset j (j a multiple of 2^(s+1)), which then
         adds the contribution (one VCU element-wise pass). A step starts when the previous
         one has completed everywhere."""
-        members = self.ring(cores) if op == SramOp.ALLGATHER else list(cores)
-        count = len(members)
         ser = int(noc_cycles(nbytes, self.sram))
         now = start
         if op == SramOp.ALLGATHER:
-            for _ in range(count - 1):
-                now = max(
-                    self.transfer(members[j], members[(j + 1) % count], ser, now)
-                    for j in range(count)
-                )
+            for step in self.gather_steps(cores):
+                now = max(self.transfer(sender, receiver, ser, now) for sender, receiver in step)
             return now
+        members, count = list(cores), len(cores)
         combine = int(reduce_combine_cycles(nbytes, self.sram.vcu))
         stride = 1
         while stride < count:
