@@ -234,3 +234,35 @@ def test_the_allgather_ring_is_a_short_cycle_of_its_members(rows: int, cols: int
         assert max(hops) == 1
     if spanned == 1 or cols == 1:
         assert max(hops) <= 2
+
+
+@given(rows=st.integers(1, 6), cols=st.integers(1, 8), data=st.data())
+@settings(deadline=None)
+def test_the_two_way_allgather_brings_every_block_to_every_member_once(
+    rows: int, cols: int, data
+) -> None:
+    # Play `Noc.gather_steps` with the blocks themselves: a member passes on, each way, the
+    # block it received last from the other side (its own at first). After the steps every
+    # member holds every block, none twice, in floor(n / 2) steps, and every transfer is
+    # between neighbours of the ring.
+    cores = rows * cols
+    noc = Noc(machine(sram={"cores": cores}, sram_noc={"mesh_cols": cols}).sram)
+    lo = data.draw(st.integers(0, cores - 1))
+    members = range(lo, data.draw(st.integers(lo + 1, cores)))
+    ring = noc.ring(members)
+    position = {core: i for i, core in enumerate(ring)}
+    count = len(ring)
+    held = {core: [core] for core in ring}
+    last = {core: {1: core, -1: core} for core in ring}  # by direction of travel
+    steps = noc.gather_steps(members)
+    assert len(steps) == count // 2
+    for step in steps:
+        sent = []
+        for sender, receiver in step:
+            way = 1 if position[receiver] == (position[sender] + 1) % count else -1
+            assert position[receiver] == (position[sender] + way) % count
+            sent.append((receiver, way, last[sender][way]))
+        for receiver, way, block in sent:
+            held[receiver].append(block)
+            last[receiver][way] = block
+    assert all(sorted(blocks) == sorted(ring) for blocks in held.values())
