@@ -4,7 +4,9 @@ central scheduler, against the analytic roofline, with the wall time of both. Wi
 three and to two (`with_layers`); the difference is one layer of every chunk, in which the
 busiest core's TCU and transfer port and the link towards SRAM-PIM were busy so long.
 
-    python benchmarks/bench_prefill.py [--prompt 256] [--units] [MODEL ...]   (default: opt-6.7b opt-30b)
+    python benchmarks/bench_prefill.py [--prompt 256] [--units] [MODEL ...]
+
+(default models: opt-6.7b opt-30b)
 """
 
 import argparse
@@ -33,10 +35,11 @@ def layer_units(options: CompileOptions, prompt: int, hw) -> str:
     def busy(name: str, cycles: float) -> str:
         return f"{name} {cycles * us:.1f} us ({cycles * us * 1e3 / layer:.0%})"
 
-    cores = [
-        busy(unit, max(b - a for a, b in zip(two.sram.unit_busy[unit], three.sram.unit_busy[unit])))
-        for unit in ("TCU", "TRANSFER")
-    ]
+    def busiest(unit: str) -> int:
+        pairs = zip(two.sram.unit_busy[unit], three.sram.unit_busy[unit], strict=True)
+        return max(after - before for before, after in pairs)
+
+    cores = [busy(unit, busiest(unit)) for unit in ("TCU", "TRANSFER")]
     link = three.sram.link_busy["to_sram"] - two.sram.link_busy["to_sram"]
     return f"a layer {layer / 1e3:.1f} us: " + ", ".join([*cores, busy("link to SRAM-PIM", link)])
 

@@ -216,10 +216,10 @@ class Noc:
         """`collective`, transfer by transfer.
 
         `allgather`: the steps of `gather_steps`, each transfer a block of `nbytes`.
-        `reduce`: a binomial tree towards the first core, ceil(log2 len) steps; in step s, the core at
-        offset j + 2^s sends to the core at offset j (j a multiple of 2^(s+1)), which then
-        adds the contribution (one VCU element-wise pass). A step starts when the previous
-        one has completed everywhere."""
+        `reduce`: a binomial tree towards the first core, ceil(log2 len) steps; in step s,
+        the core at offset j + 2^s sends to the core at offset j (j a multiple of 2^(s+1)),
+        which then adds the contribution (one VCU element-wise pass). A step starts when the
+        previous one has completed everywhere."""
         ser = int(noc_cycles(nbytes, self.sram))
         now = start
         if op == SramOp.ALLGATHER:
