@@ -391,9 +391,12 @@ class _Lowering:
             self.section.hbm.extend(lower_gemv(op, placement, self.hbm_cfg, pieces, token, names))
             return
         if isinstance(op, (pim.EmbeddingOp, pim.PositionEmbeddingOp)):
-            (readout,) = lower_lookup(_elements(op.result), self.hbm_cfg)
-            readout.attributes["data"] = data_attr(lookup_data(op, self.name(op.result)))
-            self.section.hbm.append(readout)
+            decl = declaration(op, op.table.owner.weight)
+            placement = from_dict_attr(HbmPlacement, decl.placement)
+            data = data_attr(lookup_data(op, self.name(op.result)))
+            for read in lower_lookup(_elements(op.result), 1, placement, self.hbm_cfg):
+                read.attributes["data"] = data
+                self.section.hbm.append(read)
             return
         if isinstance(op, pim.KVAppendOp):
             decl = declaration(op, op.cache)
@@ -685,7 +688,7 @@ def vector_data(op: Operation, **position) -> dict:
 
 
 def lookup_data(op: pim.EmbeddingOp | pim.PositionEmbeddingOp, dst: str, **rows) -> dict:
-    """The `data` of an embedding lookup's `readout`: the rows of `table` indexed by the
+    """The `data` of an embedding lookup's `read`s: the rows of `table` indexed by the
     token (a position, plus `offset`) delivered as `dst`; `rows` (a prefill's `first`,
     `tokens`): the prompt's tokens from `first` on, else the step's token."""
     table = op.table.owner.weight.string_value()

@@ -8,7 +8,7 @@ the HBM stream, and the SRAM-side helpers for the other.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr
@@ -250,7 +250,49 @@ def lower_attention_product(
     return ops
 
 
-def lower_lookup(values: int, hbm: HbmConfig) -> list[Operation]:
-    """An embedding lookup: the token's row (`values` FP16) read out of the channel holding
-    it, in 32 B bursts."""
-    return [hbm_isa.ReadoutOp(ch_lo=0, ch_hi=1, n=_bursts(values, hbm))]
+def stream_span(
+    op: type[hbm_isa.ReadOp | hbm_isa.WriteOp], placement: HbmPlacement, offset: int,
+    nbytes: int, hbm: HbmConfig,
+) -> tuple[list[Operation], int]:
+    """`nbytes` read (written) at byte `offset` per channel of data `placement` lays out
+    over every bank of its channels, from its row (of layer 0): the rest of a row begun,
+    whole rows, then the columns of a last partial row (a macro starts at column 0: a span
+    that begins mid-row reads as many columns from the row's start, which takes the same
+    time); and the offset after the span."""
+    channels, lo, row_base = placement.channels, placement.channel_lo, placement.row_base
+    per_channel = -(-nbytes // channels)
+    per_row = hbm.banks_per_channel * hbm.row_bytes
+    per_column = hbm.banks_per_channel * hbm.column_bytes
+    position, end = offset, offset + per_channel
+    ops: list[Operation] = []
+    while position < end:
+        row, within = divmod(position, per_row)
+        if within == 0 and end - position >= per_row:
+            rows = (end - position) // per_row
+            ops.append(
+                op(ch_lo=lo, ch_hi=lo + channels, row=row_base + row, rows=rows, cols=hbm.columns)
+            )
+            position += rows * per_row
+        else:
+            upto = min(end, (row + 1) * per_row)
+            cols = -(-(upto - position) // per_column)
+            ops.append(op(ch_lo=lo, ch_hi=lo + channels, row=row_base + row, rows=1, cols=cols))
+            position = upto
+    return ops, end
+
+
+def lower_lookup(
+    values: int, tokens: int, placement: HbmPlacement, hbm: HbmConfig
+) -> list[Operation]:
+    """An embedding lookup: `tokens` rows of `values` FP16 read in normal mode from the table
+    `placement` lays out. Each row of the table lies in one channel, over its banks, the
+    rows dealt round the table's channels, so the rows come from min(tokens, channels)
+    channels at once, ceil(tokens / channels) from each. Which rows they are is known only
+    at run time (the tokens), so the reads are placed at the table's first rows: a span of
+    a bank's rows takes as long wherever it lies (`stream_span`)."""
+    channels = min(tokens, placement.channels)
+    per_channel = -(-tokens // channels) * values * BYTES_FP16
+    reads, _ = stream_span(
+        hbm_isa.ReadOp, replace(placement, channels=channels), 0, per_channel * channels, hbm
+    )
+    return reads

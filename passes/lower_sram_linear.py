@@ -110,7 +110,7 @@ from hpim_ir.passes.convert_pim_to_isa import (
     vector_data,
     weight_name,
 )
-from hpim_ir.passes.lower_hbm import data_attr, lower_lookup
+from hpim_ir.passes.lower_hbm import data_attr, lower_lookup, stream_span
 from hpim_ir.passes.pim_tile_hbm import BYTES_FP16, HbmPlacement, from_dict_attr
 from hpim_ir.passes.pim_tile_sram import AttentionTile
 from hpim_ir.sim.sram.program import Space, SramOp, VcuFn
@@ -119,7 +119,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
 
 from hpim_ir.errors import HpimError
-from hpim_ir.hardware import Hardware, HbmConfig
+from hpim_ir.hardware import Hardware
 
 MIN_TILES = 4
 """A weight streams in at least this many tiles (when it has that many TCU-row blocks), so
@@ -207,35 +207,6 @@ class Streams:
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def stream_span(
-    op: type[hbm_isa.ReadOp | hbm_isa.WriteOp], placement: HbmPlacement, offset: int,
-    nbytes: int, hbm: HbmConfig,
-) -> tuple[list[Operation], int]:
-    """`nbytes` read (written) at byte `offset` per channel of data `placement` lays out
-    over every bank of its channels, from its row (of layer 0): the rest of a row begun,
-    whole rows, then the columns of a last partial row (a macro starts at column 0: a span
-    that begins mid-row reads as many columns from the row's start, which takes the same
-    time); and the offset after the span."""
-    channels, lo, row_base = placement.channels, placement.channel_lo, placement.row_base
-    per_channel = _ceil(nbytes, channels)
-    per_row = hbm.banks_per_channel * hbm.row_bytes
-    per_column = hbm.banks_per_channel * hbm.column_bytes
-    position, end = offset, offset + per_channel
-    ops: list[Operation] = []
-    while position < end:
-        row, within = divmod(position, per_row)
-        if within == 0 and end - position >= per_row:
-            rows = (end - position) // per_row
-            ops.append(op(ch_lo=lo, ch_hi=lo + channels, row=row_base + row, rows=rows, cols=hbm.columns))
-            position += rows * per_row
-        else:
-            upto = min(end, (row + 1) * per_row)
-            cols = _ceil(upto - position, per_column)
-            ops.append(op(ch_lo=lo, ch_hi=lo + channels, row=row_base + row, rows=1, cols=cols))
-            position = upto
-    return ops, end
 
 
 class WeightTile(NamedTuple):
@@ -697,7 +668,9 @@ class _PrefillLowering:
             data = lookup_data(
                 op, self.streams.name(op.result), first=chunk.first, tokens=tokens
             )
-            self.streams.hbm(*lower_lookup(tokens * _width(op.result), self.hw.hbm), data=data)
+            placement = self._placement(op.table.owner.weight)
+            reads = lower_lookup(_width(op.result), tokens, placement, self.hw.hbm)
+            self.streams.hbm(*reads, data=data)
             return
         if isinstance(op, pim.KVAppendOp):
             return self.lower_append(op, tokens, chunk)

@@ -388,7 +388,7 @@ class IsaMachine:
             self._gemv(record, data, key, layer, where)
         elif op == HbmOp.GEMV:
             self._attention_gemv(record, data, layer, where)
-        elif op == HbmOp.READOUT and "table" in data:
+        elif op == HbmOp.READ and "table" in data:  # a lookup (every read of it the same rows)
             if "tokens" in data:  # a prefill's chunk of the prompt
                 first, count = data["first"], data["tokens"]
                 if first + count > len(self.sequence):
