@@ -1009,8 +1009,8 @@ def serial_prefill_ns(sections: list[Section], hw: Hardware) -> float:
     The stream of weight tiles overlaps little (docs/scheduler.md), so this serial sum
     orders two chunkings as the simulator does: it counts a thinner tile's fixed TCU and
     collective costs, which a roofline does not (at 256 tokens, blocked against unblocked:
-    LLaMA-3-8B on `hpim` 39.5 against 48.8 ms, simulated 26.2 and 36.0; OPT-6.7B on
-    `attacc-like` 47.3 against 44.8, simulated 62.5 and 38.9)."""
+    LLaMA-3-8B on `hpim` 39.5 against 48.8 ms, simulated 26.0 and 35.8; OPT-6.7B on
+    `attacc-like` 47.3 against 44.8, simulated 62.1 and 38.5)."""
     from hpim_ir.sim.sram.bind import evaluate_sizes, record_cores
     from hpim_ir.sim.sram.noc import Noc
     from hpim_ir.sim.sram.timing import tcu_cycles

@@ -229,7 +229,7 @@ def test_the_prefill_reads_each_weight_from_the_channels_a_decode_step_computes_
 def test_blocks_that_thin_the_tiles_more_than_they_save_are_not_taken() -> None:
     # On `attacc-like` (108 SMs: 153 tokens to outlast the weight stream) OPT-6.7B's FFN
     # fits 2 chunks of 128 only in 4 blocks of 32-row tiles; `serial_prefill_ns` prefers 3
-    # unblocked chunks (47.3 against 44.8 ms; simulated, 62.5 against 38.9).
+    # unblocked chunks (47.3 against 44.8 ms; simulated, 62.1 against 38.5).
     module = _lowered("opt-6.7b", 256, hw="attacc-like", policy="attacc")
     names = [op.section.data for op in module.ops if isinstance(op, sram_isa.StreamOp)]
     assert names == [f"{kind}.{c}" for c in range(3) for kind in ("prologue", "layers")] + ["epilogue"]
