@@ -327,7 +327,7 @@ def test_layer_extrapolation_matches_the_full_simulation() -> None:
     # of the second and third layers takes what they happen to be (25.05 against 24.53 for
     # all eleven).
     # Measured: the whole +1.33% of 354 us, every part's share and span within 0.61% of it;
-    # at 256 tokens OPT-1.3B and OPT-6.7B are within 0.4% (docs/results/sampling-error.md).
+    # at 256 tokens OPT-1.3B and OPT-6.7B are within 0.6% (docs/results/sampling-error.md).
     assert sampled.ns == pytest.approx(exact.ns, rel=0.02)
     for kind in ("parts_ns", "spans_ns"):
         for part, ns in getattr(exact, kind).items():
