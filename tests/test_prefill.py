@@ -144,6 +144,29 @@ def _lowered(
     return module
 
 
+def _lookups(module) -> list[tuple[str, int, int, int, int]]:
+    """(op, first channel, end channel, rows, columns) of every HBM instruction whose `data`
+    names a table (an embedding lookup), in program order."""
+    return [
+        (op.name, op.ch_lo.value.data, op.ch_hi.value.data, op.rows.value.data, op.cols.value.data)
+        if isinstance(op, hbm_isa.ReadOp) else (op.name, -1, -1, -1, -1)
+        for stream in module.ops if isinstance(stream, hbm_isa.StreamOp)
+        for op in stream.body.block.ops
+        if "data" in op.attributes and "table" in op.attributes["data"].data
+    ]
+
+
+def test_embedding_lookups_read_the_tables_rows_in_normal_mode() -> None:
+    # OPT-125M: a row of a table is 768 x 2 B = 1536 B, one column of each of a channel's 64
+    # banks (64 x 32 B = 2 KiB). A decode step reads the token's and the position's row,
+    # each from one channel; a 64-token prefill chunk reads 64 rows of each table, one per
+    # channel, all 64 channels at once. Normal-mode `read`s: the PUs' `readout` reads no row.
+    decode = import_model("opt-125m")
+    HpimLowerPass(hw="hpim").apply(Context(), decode)
+    assert _lookups(decode) == [("hbm_isa.read", 0, 1, 1, 1)] * 2
+    assert _lookups(_lowered("opt-125m", 64)) == [("hbm_isa.read", 0, 64, 1, 1)] * 2
+
+
 def test_prefill_program_shape() -> None:
     module = _lowered("opt-125m", 32)
     streams = [op for op in module.ops if isinstance(op, hbm_isa.StreamOp | sram_isa.StreamOp)]
