@@ -368,12 +368,13 @@ def _measure_forked(index: int) -> StepMeasure:
 
 
 def measure_steps(
-    runs: list[tuple[object, int]], hw: Hardware, workers: int = 1,
+    runs: list[tuple], hw: Hardware, workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[StepMeasure]:
-    """`measure_step` of each (program, context[, trace]) of `runs`, in order; `progress(done, total)`
-    after each. With `workers` > 1, in that many processes forked from this one: a step is
-    simulated the same wherever it runs, so the results are those of one process."""
+    """`measure_step` of each (program, context[, trace]) of `runs`, in order;
+    `progress(done, total)` after each. With `workers` > 1, in that many processes forked
+    from this one: a step is simulated the same wherever it runs, so the results are those
+    of one process."""
     global _FORKED
     measures: list[StepMeasure] = []
 

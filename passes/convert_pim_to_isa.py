@@ -384,23 +384,20 @@ class _Lowering:
 
     def lower_hbm(self, op: Operation) -> None:
         if isinstance(op, pim.LinearOp):
-            decl = declaration(op, op.weight.owner.weight)
-            placement = from_dict_attr(HbmPlacement, decl.placement)
+            placement = hbm_placement(op, op.weight.owner.weight)
             token, pieces = self.pipelined_token(op)
             names = (self.name(op.input), self.name(op.result))
             self.section.hbm.extend(lower_gemv(op, placement, self.hbm_cfg, pieces, token, names))
             return
         if isinstance(op, (pim.EmbeddingOp, pim.PositionEmbeddingOp)):
-            decl = declaration(op, op.table.owner.weight)
-            placement = from_dict_attr(HbmPlacement, decl.placement)
+            placement = hbm_placement(op, op.table.owner.weight)
             data = data_attr(lookup_data(op, self.name(op.result)))
             for read in lower_lookup(_elements(op.result), 1, placement, self.hbm_cfg):
                 read.attributes["data"] = data
                 self.section.hbm.append(read)
             return
         if isinstance(op, pim.KVAppendOp):
-            decl = declaration(op, op.cache)
-            placement = from_dict_attr(HbmPlacement, decl.placement)
+            placement = hbm_placement(op, op.cache)
             streamed = any(isinstance(use.operation, pim.TransferOp) for use in op.result.uses)
             tokens, _ = self.pipelined_token(op)
             cache = op.cache.string_value()
@@ -413,8 +410,7 @@ class _Lowering:
             return
         if isinstance(op, (pim.AttentionScoresOp, pim.AttentionValuesOp)):
             cache = op.keys if isinstance(op, pim.AttentionScoresOp) else op.values
-            decl = declaration(op, cache.owner.cache)
-            placement = from_dict_attr(HbmPlacement, decl.placement)
+            placement = hbm_placement(op, cache.owner.cache)
             heads = op.num_heads.value.data
             if isinstance(op, pim.AttentionScoresOp):
                 head_dim = _elements(op.query) // heads
@@ -796,6 +792,18 @@ def declaration(op: Operation, ref) -> Operation:
     decl = SymbolTable.lookup_symbol(op, ref)
     assert decl is not None
     return decl
+
+
+def hbm_placement(op: Operation, ref) -> HbmPlacement:
+    """Where `pim-tile-hbm` laid out the data `ref` (a weight or a KV cache in HBM) names,
+    seen from `op`; an error naming it if that pass has not run."""
+    placement = declaration(op, ref).placement
+    if placement is None:
+        raise HpimError(
+            f"convert-pim-to-isa: @{ref.string_value()} in HBM has no placement; run "
+            "pim-tile-hbm first"
+        )
+    return from_dict_attr(HbmPlacement, placement)
 
 
 @dataclass(frozen=True)

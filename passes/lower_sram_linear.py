@@ -103,7 +103,7 @@ from hpim_ir.passes.convert_pim_to_isa import (
     STATS_BYTES,
     VECTOR_FNS,
     Section,
-    declaration,
+    hbm_placement,
     lookup_data,
     part_of,
     value_name,
@@ -668,7 +668,7 @@ class _PrefillLowering:
             data = lookup_data(
                 op, self.streams.name(op.result), first=chunk.first, tokens=tokens
             )
-            placement = self._placement(op.table.owner.weight)
+            placement = hbm_placement(self.function, op.table.owner.weight)
             reads = lower_lookup(_width(op.result), tokens, placement, self.hw.hbm)
             self.streams.hbm(*reads, data=data)
             return
@@ -716,7 +716,7 @@ class _PrefillLowering:
                 "convert-pim-to-isa: a prefill with the KV cache resident in SRAM-PIM is not "
                 "lowered yet (compile it with kv-cache=hbm)"
             )
-        placement = self._placement(op.cache)
+        placement = hbm_placement(self.function, op.cache)
         width = _width(op.value)
         writes, _ = stream_span(
             hbm_isa.WriteOp, placement, chunk.first * width * BYTES_FP16 // placement.channels,
@@ -729,15 +729,6 @@ class _PrefillLowering:
         for write in writes:
             write.attributes["data"] = data_attr(data)
         self.deferred += [hbm_isa.WaitOp(tok=self.stored[op.value]), *writes]
-
-    def _placement(self, ref) -> HbmPlacement:
-        placement = declaration(self.function, ref).placement
-        if placement is None:
-            raise HpimError(
-                f"convert-pim-to-isa: @{ref.string_value()} in HBM has no placement; run "
-                "pim-tile-hbm first"
-            )
-        return from_dict_attr(HbmPlacement, placement)
 
     def lower_vector(self, op: Operation, fn: VcuFn, tokens: int, chunk: Chunk) -> None:
         streams = self.streams
@@ -773,7 +764,7 @@ class _PrefillLowering:
         return max(per_core, self.share(width, tokens))
 
     def weight_placement(self, linear: pim.LinearOp) -> HbmPlacement:
-        return self._placement(pim.weight_source(linear).weight)
+        return hbm_placement(self.function, pim.weight_source(linear).weight)
 
     def tiling(self, tokens: int, inputs: int, outputs: tuple[int, ...], what: str) -> LinearTiling:
         """Tiles of a streamed group in the activation memory left."""
@@ -974,7 +965,7 @@ class _PrefillLowering:
         loaded into the cores serving their heads (`kv_bytes` per position on a core)."""
         streams = self.streams
         append = cache_value.owner.input.owner
-        placement = self._placement(append.cache)
+        placement = hbm_placement(self.function, append.cache)
         width = _width(append.value) * BYTES_FP16
         reads, _ = stream_span(
             hbm_isa.ReadOp, placement, first * width // placement.channels, tokens * width,
